@@ -1,0 +1,96 @@
+"""The envelope every message travels in, and the base class of message bodies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+Kind = Literal["fact", "command"]
+
+# Deterministic ids live in their own namespace so that the same cause always
+# yields the same id, whichever process computes it.
+_VESTRY_NAMESPACE = uuid.UUID("6f1c2f0e-7a52-4bb4-9d1f-3f8f5a3f2c10")
+
+
+def new_message_id() -> str:
+    """A fresh random message id, for facts no retry could recreate."""
+    return str(uuid.uuid4())
+
+
+def derived_message_id(*parts: str) -> str:
+    """A message id fixed by its cause, so that a retry recreates the same id."""
+    return str(uuid.uuid5(_VESTRY_NAMESPACE, "/".join(parts)))
+
+
+class Message(BaseModel):
+    """Base of every message body: frozen, strict about unknown fields.
+
+    Subclasses set ``TYPE``, ``VERSION``, ``SUBJECT`` and ``KIND``; the
+    registry refuses a class that leaves one out.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int]
+    SUBJECT: ClassVar[str]
+    KIND: ClassVar[Kind]
+
+
+class Envelope(BaseModel):
+    """What travels on the wire: identity, causality and the message body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="Unique message id; deterministic where a retry could recreate it.")
+    type: str = Field(
+        description="Message type, e.g. MembershipStarted.", examples=["MembershipStarted"]
+    )
+    version: int = Field(ge=1, description="Version of the message type's schema.")
+    occurred_at: AwareDatetime = Field(
+        description="When the fact happened or the command was made, UTC."
+    )
+    correlation_id: str = Field(description="Id shared by every message of one piece of work.")
+    causation_id: str | None = Field(
+        default=None, description="Id of the message that caused this one, if any."
+    )
+    data: dict[str, Any] = Field(description="The message body, as the registered model dumps it.")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @classmethod
+    def wrap(
+        cls,
+        message: Message,
+        *,
+        id: str | None = None,
+        correlation_id: str | None = None,
+        causation: Envelope | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        """Put ``message`` in an envelope; a caused message inherits its cause's correlation."""
+        message_id = id or new_message_id()
+        if correlation_id is None:
+            correlation_id = causation.correlation_id if causation else message_id
+        return cls(
+            id=message_id,
+            type=message.TYPE,
+            version=message.VERSION,
+            occurred_at=occurred_at or datetime.now(UTC),
+            correlation_id=correlation_id,
+            causation_id=causation.id if causation else None,
+            data=message.model_dump(mode="json"),
+        )
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        return cls.model_validate_json(raw)

@@ -1,0 +1,70 @@
+"""Alembic, one history per service: applying it, and the kernel's part of every history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context, op
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def alembic_config(script_location: Path, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["connection"] = connection
+    return config
+
+
+async def upgrade(engine: AsyncEngine, script_location: Path, revision: str = "head") -> None:
+    """Bring the store at ``engine`` to ``revision`` of the history in ``script_location``."""
+
+    def run(connection: Connection) -> None:
+        command.upgrade(alembic_config(script_location, connection), revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    def read(connection: Connection) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def run_migrations() -> None:
+    """The body of every service's ``env.py``: migrate the connection we were handed."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError(
+            "run migrations through `vestry db upgrade`, which provides the connection"
+        )
+    context.configure(connection=connection, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def create_kernel_tables() -> None:
+    """The outbox and inbox, as the first migration of every service creates them."""
+    op.create_table(
+        "outbox",
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False, unique=True),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "seq"])
+    op.create_table(
+        "inbox",
+        sa.Column("scope", sa.String(100), primary_key=True),
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+    )

@@ -1,0 +1,153 @@
+"""The outbox: facts written in the state change's transaction, and the relay that
+publishes them to JetStream with ``Nats-Msg-Id`` set to the message id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nats.js import JetStreamContext
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import Envelope, Message
+from kernel.store import outbox_table
+
+log = logging.getLogger(__name__)
+
+
+async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
+    """Queue ``envelope`` for publication; it leaves only if the transaction commits."""
+    await session.execute(
+        outbox_table.insert().values(
+            id=envelope.id,
+            subject=subject,
+            payload=envelope.to_bytes(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+class Publisher:
+    """What a handler publishes through: facts land in the outbox of the open transaction."""
+
+    def __init__(self, session: AsyncSession, causation: Envelope | None = None) -> None:
+        self._session = session
+        self._causation = causation
+        self.published: list[Envelope] = []
+
+    async def __call__(self, message: Message, *, id: str | None = None) -> Envelope:
+        envelope = Envelope.wrap(message, id=id, causation=self._causation)
+        await add(self._session, envelope, message.SUBJECT)
+        self.published.append(envelope)
+        return envelope
+
+
+async def unsent_count(session: AsyncSession) -> int:
+    return (
+        await session.scalar(
+            select(func.count()).select_from(outbox_table).where(outbox_table.c.sent_at.is_(None))
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: str
+    subject: str
+    payload: bytes
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in order, in batches, and marks them sent.
+
+    A crash between publishing and marking only means the rows are published
+    again: JetStream drops the copies by ``Nats-Msg-Id`` within its duplicate
+    window, and consumers' inboxes drop any that get through. A NATS outage
+    leaves the rows unsent; the relay retries with backoff until it returns.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        js: JetStreamContext,
+        *,
+        batch: int = 500,
+        poll_interval: float = 0.5,
+        ack_timeout: float = 5.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._js = js
+        self._batch = batch
+        self._poll_interval = poll_interval
+        self._ack_timeout = ack_timeout
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        """Say that a transaction just committed facts, so the relay need not wait for its poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                relayed = await self.relay_once()
+                backoff = 0.1
+            except Exception as error:  # NATS down, timeouts, a store hiccup: try again later
+                log.warning(
+                    "outbox relay: %s; retrying in %.1fs", error or type(error).__name__, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            if relayed < self._batch:
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows and mark them sent; returns how many."""
+        pending = await self.next_batch()
+        if not pending:
+            return 0
+        await self.publish(pending)
+        await self.mark_sent([row.id for row in pending])
+        self.published += len(pending)
+        return len(pending)
+
+    async def next_batch(self) -> list[Pending]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(outbox_table.c.id, outbox_table.c.subject, outbox_table.c.payload)
+                .where(outbox_table.c.sent_at.is_(None))
+                .order_by(outbox_table.c.seq)
+                .limit(self._batch)
+            )
+            return [Pending(*row) for row in rows]
+
+    async def publish(self, pending: list[Pending]) -> None:
+        """Publish every row and wait until JetStream has stored each (or says it is a duplicate)."""
+        futures = [
+            await self._js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.id})
+            for row in pending
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    async def mark_sent(self, ids: list[str]) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(outbox_table)
+                .where(outbox_table.c.id.in_(ids))
+                .values(sent_at=datetime.now(UTC))
+            )

@@ -1,0 +1,235 @@
+"""A Vestry service as a FastStream app: its store, its commands, the facts it
+consumes, its outbox relay and its health answer, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from contracts import Message
+from contracts.system_v1 import ConsumerLag, HealthReport, health_subject
+from kernel import commands, migrations, outbox
+from kernel.consumer import FactConsumer, Handler
+from kernel.settings import Settings
+from kernel.store import create_engine, redacted, session_factory
+from kernel.streams import ensure_streams, stream_for_subject
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+class Service:
+    """One service process: declare its commands and consumed facts, then run ``app``."""
+
+    def __init__(
+        self, name: str, *, migrations_dir: Path, settings: Settings | None = None
+    ) -> None:
+        self.name = name
+        self.settings = settings or Settings()
+        self.database_url = self.settings.database_url(name)
+        self.engine = create_engine(self.database_url)
+        self.sessions = session_factory(self.engine)
+        self._migrations_dir = migrations_dir
+        self.broker = NatsBroker(
+            self.settings.nats_url.split(","),
+            name=f"vestry-{name}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            log_level=logging.DEBUG,
+        )
+        self._consumed: dict[str, dict[type[Message], Handler]] = {}
+        self.consumers: list[FactConsumer] = []
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.relay: outbox.OutboxRelay | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[Callable[[Service], Coroutine[Any, Any, None]]] = []
+        self.broker.subscriber(health_subject(name), queue=name)(self._health_endpoint)
+        self.app = FastStream(
+            self.broker,
+            on_startup=[self.prepare],
+            after_startup=[self.start_workers],
+            on_shutdown=[self.stop_workers],
+            after_shutdown=[self.close],
+        )
+
+    # Declaring what the service does
+
+    def command(
+        self, model: type[M]
+    ) -> Callable[[commands.CommandHandler], commands.CommandHandler]:
+        """Answer ``model`` on its subject, shared by every replica (queue group)."""
+
+        def register(handler: commands.CommandHandler) -> commands.CommandHandler:
+            async def endpoint(msg: NatsMessage) -> dict[str, Any]:
+                reply = await commands.answer(
+                    msg.body,
+                    model=model,
+                    handler=handler,
+                    sessions=self.sessions,
+                    on_commit=self.wake_relay,
+                )
+                return reply.model_dump(mode="json")
+
+            endpoint.__name__ = f"{self.name}_{model.TYPE}"
+            self.broker.subscriber(model.SUBJECT, queue=self.name, title=model.SUBJECT)(endpoint)
+            return handler
+
+        return register
+
+    def consume(self, model: type[M]) -> Callable[[Handler], Handler]:
+        """Apply ``model`` facts with the handler, through this service's durable consumer."""
+
+        def register(handler: Handler) -> Handler:
+            stream = stream_for_subject(model.SUBJECT).name
+            self._consumed.setdefault(stream, {})[model] = handler
+            return handler
+
+        return register
+
+    def worker(self, run: Callable[[Service], Coroutine[Any, Any, None]]) -> None:
+        """Run ``run(service)`` beside the consumers for as long as the service runs."""
+        self._workers.append(run)
+
+    # Running
+
+    async def prepare(self) -> None:
+        """Migrate the store, connect to JetStream and declare streams and consumers."""
+        await migrations.upgrade(self.engine, self._migrations_dir)
+        self.nc = await nats.connect(
+            self.settings.nats_url.split(","),
+            name=f"vestry-{self.name}-jetstream",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+        )
+        self.js = self.nc.jetstream(timeout=10)
+        await ensure_streams(self.js, duplicate_window_s=self.settings.duplicate_window_s)
+        self.relay = outbox.OutboxRelay(
+            self.sessions,
+            self.js,
+            batch=self.settings.relay_batch,
+            poll_interval=self.settings.relay_poll_s,
+        )
+        self.consumers = [
+            FactConsumer(
+                service=self.name,
+                stream=stream,
+                handlers=handlers,
+                js=self.js,
+                sessions=self.sessions,
+                settings=self.settings,
+                on_commit=self.wake_relay,
+            )
+            for stream, handlers in sorted(self._consumed.items())
+        ]
+        for consumer in self.consumers:
+            await consumer.declare()
+
+    async def start_workers(self) -> None:
+        assert self.relay is not None
+        self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-relay")]
+        self._tasks += [
+            asyncio.create_task(consumer.run(), name=consumer.spec.durable)
+            for consumer in self.consumers
+        ]
+        self._tasks += [
+            asyncio.create_task(run(self), name=f"{self.name}-worker") for run in self._workers
+        ]
+        log.info(
+            "%s ready: store %s, consuming %s",
+            self.name,
+            redacted(self.database_url),
+            ", ".join(c.spec.durable for c in self.consumers) or "nothing",
+        )
+
+    async def stop_workers(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def close(self) -> None:
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.close()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Service]:
+        """Run in this event loop, as the app would, until the block ends (tests, benchmarks)."""
+        await self.prepare()
+        await self.broker.start()
+        await self.start_workers()
+        try:
+            yield self
+        finally:
+            await self.stop_workers()
+            await self.broker.stop()
+            await self.close()
+
+    def wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    # Health
+
+    async def health(self) -> HealthReport:
+        assert self.js is not None
+        lags = []
+        for consumer in self.consumers:
+            info = await self.js.consumer_info(consumer.spec.stream, consumer.spec.durable)
+            lags.append(
+                ConsumerLag(
+                    stream=consumer.spec.stream,
+                    consumer=consumer.spec.durable,
+                    pending=info.num_pending or 0,
+                    ack_pending=info.num_ack_pending or 0,
+                    redelivered=info.num_redelivered or 0,
+                )
+            )
+        async with self.sessions() as session:
+            unsent = await outbox.unsent_count(session)
+        return HealthReport(
+            service=self.name,
+            version=_version(),
+            pid=os.getpid(),
+            store=redacted(self.database_url),
+            outbox_unsent=unsent,
+            consumers=lags,
+        )
+
+    async def _health_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        return (await self.health()).model_dump(mode="json")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vestry")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def run(service: Service) -> None:
+    """Run ``service`` until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=os.environ.get("VESTRY_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {service.name} %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(service.app.run())

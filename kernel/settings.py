@@ -1,0 +1,65 @@
+"""Settings, read from ``VESTRY_*`` environment variables at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """One set of settings for the whole stack; each service reads what it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="VESTRY_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("var"), description="Where SQLite files, JetStream and captures live."
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", description="NATS server URL(s), comma separated."
+    )
+    subscriptions_db: str | None = Field(
+        default=None, description="SQLAlchemy URL of the subscriptions store."
+    )
+    events_db: str | None = Field(default=None, description="SQLAlchemy URL of the events store.")
+    notifications_db: str | None = Field(
+        default=None, description="SQLAlchemy URL of the notifications store."
+    )
+
+    duplicate_window_s: float = Field(default=24 * 3600, description="JetStream dedupe window.")
+    max_deliver: int = Field(
+        default=5, description="Attempts at a fact before it is dead-lettered."
+    )
+    retry_backoff_s: list[float] = Field(
+        default=[1.0, 5.0, 30.0, 120.0], description="Delay before each retry of a failed fact."
+    )
+    ack_wait_s: float = Field(
+        default=30.0, description="How long a delivered fact may stay unacknowledged."
+    )
+    fetch_batch: int = Field(default=200, description="Facts fetched from JetStream at once.")
+    relay_batch: int = Field(default=500, description="Outbox rows published at once.")
+    relay_poll_s: float = Field(
+        default=0.5, description="How often the relay looks for unsent facts."
+    )
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "Vestry <no-reply@vestry.invalid>"
+    mail_reply_to: str | None = None
+
+    def database_url(self, service: str) -> str:
+        """The service's store: its own URL if set, else a SQLite file in the data directory."""
+        explicit = getattr(self, f"{service}_db", None)
+        if explicit:
+            return explicit
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def retry_delay(self, delivered: int) -> float:
+        """Delay before the next attempt, after ``delivered`` attempts."""
+        steps = self.retry_backoff_s or [1.0]
+        return steps[min(max(delivered, 1), len(steps)) - 1]

@@ -1,0 +1,1 @@
+"""Vestry's services, each its own process with its own store."""

@@ -1,0 +1,3 @@
+"""Events: workshops, courses, bookings, waiting lists and attendance."""
+
+NAME = "events"

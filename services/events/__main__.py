@@ -1,0 +1,4 @@
+from kernel.runtime import run
+from services.events.app import create_service
+
+run(create_service())

@@ -1,0 +1,3 @@
+"""Subscriptions: members, tiers, memberships, invoicing runs, payments and credit notes."""
+
+NAME = "subscriptions"

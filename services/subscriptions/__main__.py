@@ -1,0 +1,4 @@
+from kernel.runtime import run
+from services.subscriptions.app import create_service
+
+run(create_service())
