@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from kernel.streams import DLQ_PREFIX, DLQ_STREAM
 
@@ -68,3 +69,57 @@ async def dead_letter(
         headers=headers,
         timeout=5,
     )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the DLQ stream, with where it came from and why it is there."""
+
+    sequence: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+
+    @property
+    def kind(self) -> str:
+        return self.headers.get(KIND, "")
+
+    @property
+    def error(self) -> str:
+        return self.headers.get(ERROR, "")
+
+    @property
+    def original_subject(self) -> str:
+        return self.headers.get(SUBJECT, "")
+
+    @property
+    def original_stream(self) -> str:
+        return self.headers.get(STREAM, "")
+
+    @property
+    def original_sequence(self) -> int:
+        return int(self.headers.get(SEQUENCE, "0"))
+
+    @property
+    def consumer(self) -> str:
+        return self.headers.get(CONSUMER, "")
+
+    @property
+    def deliveries(self) -> int:
+        return int(self.headers.get(DELIVERIES, "0"))
+
+
+async def read_dead_letters(js: JetStreamContext, limit: int = 1000) -> list[DeadLetter]:
+    """The dead letters still in the DLQ stream, oldest first (at most ``limit``)."""
+    info = await js.stream_info(DLQ_STREAM)
+    letters: list[DeadLetter] = []
+    sequence = info.state.first_seq
+    while sequence and sequence <= info.state.last_seq and len(letters) < limit:
+        try:
+            raw = await js.get_msg(DLQ_STREAM, seq=sequence)
+        except NotFoundError:  # a gap left by a purge or delete
+            sequence += 1
+            continue
+        letters.append(DeadLetter(raw.seq or sequence, raw.subject or "", dict(raw.headers or {}), raw.data or b""))
+        sequence += 1
+    return letters

@@ -1,0 +1,124 @@
+"""Messages that cannot be handled land in the DLQ stream, with why and where from."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import date
+
+from nats.aio.client import Client
+
+from contracts import Envelope
+from contracts.subscriptions_v1 import MembershipStarted
+from kernel.consumer import HandlerContext
+from kernel.deadletter import read_dead_letters
+from kernel.runtime import Service
+from kernel.settings import Settings
+from services.events.app import MIGRATIONS
+from tests.conftest import eventually
+from tests.stack import membership_views, stack
+
+
+def started(number: int) -> MembershipStarted:
+    return MembershipStarted(
+        membership_id=f"ms-{number}",
+        member_id=f"m-{number}",
+        member_name=f"Council {number}",
+        tier="district",
+        billing_email=f"f{number}@example.gov.uk",
+        starts_on=date(2026, 4, 1),
+    )
+
+
+async def publish(nc: Client, envelope_or_bytes: Envelope | bytes) -> int:
+    raw = (
+        envelope_or_bytes if isinstance(envelope_or_bytes, bytes) else envelope_or_bytes.to_bytes()
+    )
+    ack = await nc.jetstream().publish(MembershipStarted.SUBJECT, raw)
+    return ack.seq
+
+
+async def test_invalid_fact_is_dead_lettered_at_once_and_the_next_is_applied(
+    settings: Settings, nc: Client
+) -> None:
+    async with stack(settings) as (_, events, _n):
+        bad = Envelope.wrap(started(1)).model_copy(update={"data": {"member_id": "m-1"}})
+        bad_seq = await publish(nc, bad)
+        await publish(nc, Envelope.wrap(started(2)))
+
+        await eventually(lambda: membership_views(events), what="the next fact applied")
+        letters = await eventually(lambda: _letters_from(nc, "events-subscriptions"))
+        assert len(letters) == 1
+        letter = letters[0]
+        assert letter.kind == "invalid"
+        assert "membership_id" in letter.error and "Field required" in letter.error
+        assert letter.original_stream == "SUBSCRIPTIONS"
+        assert letter.original_sequence == bad_seq
+        assert letter.deliveries == 1  # not retried: retrying cannot fix it
+        assert Envelope.from_bytes(letter.data).id == bad.id  # the original, byte for byte
+        assert await membership_views(events) == 1
+
+
+async def test_malformed_message_is_dead_lettered(settings: Settings, nc: Client) -> None:
+    async with stack(settings) as (_, events, _n):
+        seq = await publish(nc, b"{not json")
+        await publish(nc, Envelope.wrap(started(3)))
+        letters = await eventually(lambda: _letters_from(nc, "events-subscriptions"))
+        assert letters[0].kind == "malformed"
+        assert letters[0].original_sequence == seq
+        assert letters[0].data == b"{not json"
+        await eventually(lambda: membership_views(events))
+
+
+async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
+    settings: Settings, nc: Client
+) -> None:
+    attempts: list[float] = []
+
+    async def broken(fact: MembershipStarted, ctx: HandlerContext) -> None:
+        attempts.append(time.monotonic())
+        raise RuntimeError("the read model's table is locked")
+
+    probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
+    probe.consume(MembershipStarted)(broken)
+    async with probe.running():
+        seq = await publish(nc, Envelope.wrap(started(4)))
+        letters = await eventually(lambda: _letters_from(nc, "probe-subscriptions"), timeout=20)
+
+    assert len(attempts) == settings.max_deliver == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.2 * 0.9 and gaps[1] >= 0.4 * 0.9  # the backoff grew
+    letter = letters[0]
+    assert letter.kind == "handler"
+    assert "RuntimeError: the read model's table is locked" in letter.error
+    assert letter.deliveries == 3
+    assert letter.original_sequence == seq
+    assert letter.subject == "dlq.probe.subscriptions.membership.started"
+    assert probe.consumers[0].stats.applied == 0
+
+
+async def test_handler_failing_once_is_applied_on_retry_once(
+    settings: Settings, nc: Client
+) -> None:
+    calls = 0
+
+    async def flaky(fact: MembershipStarted, ctx: HandlerContext) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("store unreachable")
+
+    probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
+    probe.consume(MembershipStarted)(flaky)
+    async with probe.running():
+        await publish(nc, Envelope.wrap(started(5)))
+        await eventually(lambda: probe.consumers[0].stats.applied == 1)
+        assert probe.consumers[0].stats.retried == 1
+    assert calls == 2
+    assert await read_dead_letters(nc.jetstream()) == []
+
+
+async def _letters_from(nc: Client, consumer: str) -> list:
+    return [
+        letter for letter in await read_dead_letters(nc.jetstream()) if letter.consumer == consumer
+    ]

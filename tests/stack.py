@@ -1,0 +1,70 @@
+"""Helpers for tests that drive the services: joining members, counting effects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import date
+
+from nats.aio.client import Client
+from sqlalchemy import func, select
+
+from contracts.subscriptions_v1 import JoinMember
+from kernel.commands import request
+from kernel.runtime import Service
+from kernel.settings import Settings
+from kernel.store import inbox_table
+from services.events import store as events_store
+from services.events.app import create_service as create_events
+from services.notifications import store as notifications_store
+from services.notifications.app import create_service as create_notifications
+from services.subscriptions.app import create_service as create_subscriptions
+
+
+def join_command(number: int, tier: str = "district") -> JoinMember:
+    return JoinMember(
+        name=f"Borough Council {number:05d}",
+        tier=tier,
+        billing_email=f"finance{number:05d}@council.example.gov.uk",
+        joined_on=date(2026, 4, 1),
+    )
+
+
+async def join(nc: Client, number: int) -> dict[str, str]:
+    return await request(nc, join_command(number))
+
+
+@asynccontextmanager
+async def stack(settings: Settings) -> AsyncIterator[tuple[Service, Service, Service]]:
+    """The three services running in this event loop."""
+    async with AsyncExitStack() as services:
+        running = [
+            await services.enter_async_context(create(settings).running())
+            for create in (create_subscriptions, create_events, create_notifications)
+        ]
+        yield running[0], running[1], running[2]
+
+
+async def delivery_count(notifications: Service, status: str | None = None) -> int:
+    async with notifications.sessions() as session:
+        return await notifications_store.count_deliveries(session, status)
+
+
+async def deliveries_per_cause(notifications: Service) -> dict[str, int]:
+    async with notifications.sessions() as session:
+        rows = await session.execute(
+            select(notifications_store.Delivery.cause_id, func.count()).group_by(
+                notifications_store.Delivery.cause_id
+            )
+        )
+        return {cause: count for cause, count in rows}
+
+
+async def membership_views(events: Service) -> int:
+    async with events.sessions() as session:
+        return len(await events_store.memberships(session))
+
+
+async def inbox_count(service: Service) -> int:
+    async with service.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(inbox_table)) or 0
