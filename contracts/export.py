@@ -74,3 +74,27 @@ def write(directory: Path, registry: Registry = REGISTRY) -> list[Path]:
         path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
+
+
+def drift(directory: Path = SNAPSHOT_DIR, registry: Registry = REGISTRY) -> list[str]:
+    """How the registered messages differ from the committed snapshots, one line each."""
+    problems = []
+    current = {**schemas(registry), ASYNCAPI_FILE: asyncapi_document(registry)}
+    for name, document in sorted(current.items()):
+        path = directory / name
+        if not path.exists():
+            problems.append(
+                f"{name}: no committed snapshot; run `vestry contracts export {directory}`"
+            )
+        elif json.loads(path.read_text()) != json.loads(json.dumps(document)):
+            if name == ASYNCAPI_FILE:
+                problems.append(f"{name}: the AsyncAPI document changed; re-export and commit it")
+            else:
+                problems.append(
+                    f"{name}: the schema changed without a version bump; register a new version "
+                    "and keep this one for the deprecation window"
+                )
+    for path in sorted(directory.glob("*.json")):
+        if path.name not in current:
+            problems.append(f"{path.name}: snapshot of a message no longer registered")
+    return problems

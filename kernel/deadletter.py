@@ -120,6 +120,10 @@ async def read_dead_letters(js: JetStreamContext, limit: int = 1000) -> list[Dea
         except NotFoundError:  # a gap left by a purge or delete
             sequence += 1
             continue
-        letters.append(DeadLetter(raw.seq or sequence, raw.subject or "", dict(raw.headers or {}), raw.data or b""))
+        letters.append(
+            DeadLetter(
+                raw.seq or sequence, raw.subject or "", dict(raw.headers or {}), raw.data or b""
+            )
+        )
         sequence += 1
     return letters

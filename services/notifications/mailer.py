@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 
 import aiosmtplib
@@ -35,7 +35,7 @@ class Mailer:
             message["Reply-To"] = self._settings.mail_reply_to
         message["Date"] = formatdate(localtime=False)
         # A resend after a crash carries the same Message-ID, so mail systems can drop the copy.
-        message["Message-ID"] = make_msgid(idstring=delivery.id, domain="vestry.invalid")
+        message["Message-ID"] = f"<{delivery.id}@vestry.invalid>"
         message["X-Vestry-Delivery"] = delivery.id
         message.set_content(self._render(f"{delivery.template}.txt.j2", context))
         message.add_alternative(

@@ -1,0 +1,3 @@
+from vestry.cli import main
+
+main()

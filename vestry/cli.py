@@ -1,0 +1,472 @@
+"""The `vestry` command: the operator's interface to a running Vestry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from contracts.subscriptions_v1 import JoinMember
+from contracts.system_v1 import CommandError
+from kernel.commands import CommandFailed, ServiceUnavailable, request
+from kernel.settings import Settings
+from vestry import demo as demo_job
+from vestry import status as status_report
+from vestry.connection import NatsUnreachable, connected
+from vestry.devstack import DevStack, PortBusy
+from vestry.mailcapture import read_mailbox
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Vestry: subscriptions, event bookings and alerts for a membership partnership.",
+)
+contracts_app = typer.Typer(no_args_is_help=True, help="The message contracts.")
+db_app = typer.Typer(no_args_is_help=True, help="The services' stores.")
+members_app = typer.Typer(no_args_is_help=True, help="Member organisations.")
+mail_app = typer.Typer(no_args_is_help=True, help="Mail captured by the development stack.")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(db_app, name="db")
+app.add_typer(members_app, name="members")
+app.add_typer(mail_app, name="mail")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    nats: str
+    json: bool
+    settings: Settings
+
+
+def _options(ctx: typer.Context) -> Options:
+    return ctx.ensure_object(Options) if isinstance(ctx.obj, Options) else ctx.find_root().obj
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    nats: Annotated[
+        str | None, typer.Option("--nats", help="NATS URL (env VESTRY_NATS_URL).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    settings = Settings()
+    ctx.obj = Options(nats=nats or settings.nats_url, json=json_output, settings=settings)
+
+
+def fail(
+    message: str,
+    *,
+    code: int = 1,
+    options: Options | None = None,
+    detail: dict[str, Any] | None = None,
+) -> NoReturn:
+    if options is not None and options.json:
+        print(json.dumps({"ok": False, "error": detail or {"message": message}}))
+    else:
+        errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def refuse(error: CommandError, options: Options) -> NoReturn:
+    where = f" (field: {error.field})" if error.field else ""
+    fail(f"{error.message}{where}", options=options, detail=error.model_dump())
+
+
+def run(options: Options, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``, turning the ways a request can fail into clear messages and exit codes."""
+    try:
+        return asyncio.run(work)
+    except CommandFailed as failure:
+        refuse(failure.error, options)
+    except (ServiceUnavailable, NatsUnreachable) as problem:
+        fail(str(problem), code=2, options=options)
+
+
+def emit(options: Options, data: Any, render: Any) -> None:
+    if options.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        render()
+
+
+# The development stack
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where stores, JetStream, mail and logs go (env VESTRY_DATA_DIR)."),
+    ] = None,
+    nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
+    smtp_port: Annotated[int, typer.Option(help="SMTP capture port.")] = 8025,
+    monitor_port: Annotated[int, typer.Option(help="NATS monitoring port.")] = 8222,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 60,
+) -> None:
+    """Start NATS, an SMTP capture server and the three services; Ctrl-C stops them all."""
+    settings = Settings()
+    stack = DevStack(
+        data_dir=(data_dir or settings.data_dir).resolve(),
+        nats_port=nats_port,
+        smtp_port=smtp_port,
+        monitor_port=monitor_port,
+        say=console.print,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        try:
+            stack.start()
+        except PortBusy as busy:
+            fail(str(busy), code=2)
+        status = asyncio.run(_wait_healthy(stack.nats_url, ready_timeout, lambda: stopping))
+        if status is not None:
+            _print_listeners(stack, status)
+        elif not stopping:
+            errors.print(
+                f"[yellow]not every service answered within {ready_timeout:.0f}s; "
+                f"see the logs in {stack.logs}[/]"
+            )
+        while not stopping:
+            time.sleep(0.2)
+            stack.restart_crashed()
+    finally:
+        console.print("stopping the stack…")
+        stack.stop()
+        console.print("stopped.")
+
+
+async def _wait_healthy(
+    url: str, timeout: float, give_up: Any = lambda: False
+) -> status_report.Status | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not give_up():
+        try:
+            async with connected(url) as nc:
+                status = await status_report.gather(nc)
+                if status.healthy:
+                    return status
+        except NatsUnreachable:
+            pass
+        await asyncio.sleep(0.5)
+    return None
+
+
+def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
+    table = Table(title="Vestry is running", show_header=True)
+    table.add_column("part")
+    table.add_column("where")
+    table.add_row("NATS (JetStream)", f"{stack.nats_url}  store {stack.data_dir / 'jetstream'}")
+    table.add_row("NATS monitoring", f"http://127.0.0.1:{stack.monitor_port}")
+    table.add_row("SMTP capture", f"127.0.0.1:{stack.smtp_port}  mail in {stack.mail_dir}")
+    for service in status.services:
+        report = service.report
+        table.add_row(service.name, f"pid {report.pid}  store {report.store}" if report else "down")
+    table.add_row("logs", str(stack.logs))
+    console.print(table)
+    console.print("Press Ctrl-C to stop.")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    wait: Annotated[
+        float, typer.Option(help="Wait up to this many seconds for every service to be up.")
+    ] = 0,
+) -> None:
+    """Services up or down, streams with message counts, consumers with their lag."""
+    options = _options(ctx)
+
+    async def gather() -> status_report.Status:
+        deadline = time.monotonic() + wait
+        while True:
+            async with connected(options.nats) as nc:
+                current = await status_report.gather(nc)
+            if current.healthy or time.monotonic() >= deadline:
+                return current
+            await asyncio.sleep(0.5)
+
+    current = run(options, gather())
+    emit(options, current.as_json(), lambda: _render_status(current))
+    if not current.healthy:
+        raise typer.Exit(1)
+
+
+def _render_status(current: status_report.Status) -> None:
+    services = Table(title="Services")
+    for column in ("service", "state", "pid", "unsent facts", "consumer", "pending", "unacked"):
+        services.add_column(column)
+    for service in current.services:
+        if not service.up or service.report is None:
+            services.add_row(service.name, f"[red]down[/] ({service.problem})", "", "", "", "", "")
+            continue
+        report = service.report
+        lags = report.consumers or []
+        first = lags[0] if lags else None
+        services.add_row(
+            service.name,
+            "[green]up[/]",
+            str(report.pid),
+            str(report.outbox_unsent),
+            first.consumer if first else "-",
+            str(first.pending) if first else "",
+            str(first.ack_pending) if first else "",
+        )
+        for lag in lags[1:]:
+            services.add_row("", "", "", "", lag.consumer, str(lag.pending), str(lag.ack_pending))
+    console.print(services)
+    streams = Table(title="Streams")
+    for column in ("stream", "messages", "bytes", "sequences", "consumers (pending/unacked)"):
+        streams.add_column(column)
+    for stream in current.streams:
+        consumers = (
+            ", ".join(f"{c.name} ({c.pending}/{c.ack_pending})" for c in stream.consumers) or "-"
+        )
+        streams.add_row(
+            stream.name,
+            str(stream.messages),
+            str(stream.bytes),
+            f"{stream.first_seq}–{stream.last_seq}",
+            consumers,
+        )
+    console.print(streams)
+
+
+# The demo
+
+
+@app.command()
+def demo(ctx: typer.Context, ready_timeout: Annotated[float, typer.Option()] = 90) -> None:
+    """Run the reference partnership end to end against the stack (starting one if none runs)."""
+    options = _options(ctx)
+    stack: DevStack | None = None
+    if asyncio.run(_wait_healthy(options.nats, 1)) is None:
+        stack = DevStack(data_dir=options.settings.data_dir.resolve(), say=console.print)
+        console.print(f"No stack answers at {options.nats}: starting one in {stack.data_dir}…")
+        try:
+            stack.start()
+        except PortBusy as busy:
+            fail(str(busy), code=2)
+    try:
+        if asyncio.run(_wait_healthy(options.nats, ready_timeout)) is None:
+            fail(
+                f"the services did not come up within {ready_timeout:.0f}s; see {options.settings.data_dir / 'logs'}"
+            )
+        summary = run(options, _run_demo(options))
+        emit(options, summary, lambda: _render_demo(summary))
+    finally:
+        if stack is not None:
+            console.print("Stopping the stack the demo started…")
+            stack.stop()
+
+
+async def _run_demo(options: Options) -> dict[str, Any]:
+    mail_dir = options.settings.data_dir / "mail"
+    mails_before = len(read_mailbox(mail_dir)) if mail_dir.exists() else 0
+    async with connected(options.nats) as nc:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            disable=options.json,
+        ) as progress:
+            outcome = await demo_job.enrol_reference_partnership(nc, progress)
+
+        async def welcomed() -> bool:
+            return len(read_mailbox(mail_dir)) - mails_before >= outcome.joined
+
+        all_welcomed = await demo_job.wait_for(welcomed, timeout=60)
+        current = await status_report.gather(nc)
+    return {
+        "members_joined": outcome.joined,
+        "members_already_enrolled": outcome.already,
+        "members_refused": outcome.refused,
+        "welcome_mails_captured": len(read_mailbox(mail_dir)) - mails_before,
+        "all_welcomed": all_welcomed,
+        "mailbox": str(mail_dir.resolve()),
+        "streams": {stream.name: stream.messages for stream in current.streams},
+    }
+
+
+def _render_demo(summary: dict[str, Any]) -> None:
+    table = Table(title="Demo: the reference partnership", show_header=False)
+    table.add_row("members joined", str(summary["members_joined"]))
+    table.add_row("already members (demo run before)", str(summary["members_already_enrolled"]))
+    table.add_row("refused", str(len(summary["members_refused"] or [])))
+    table.add_row("welcome mails captured", str(summary["welcome_mails_captured"]))
+    for stream, count in summary["streams"].items():
+        table.add_row(f"stream {stream}", f"{count} messages")
+    table.add_row("mailbox", summary["mailbox"])
+    console.print(table)
+    console.print("Read the mail with `vestry mail ls` and `vestry mail show N`.")
+
+
+# Contracts and stores
+
+
+@contracts_app.command("export")
+def contracts_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the files.")],
+) -> None:
+    """Write every message's JSON Schema and the AsyncAPI document."""
+    from contracts.export import write
+
+    for path in write(directory):
+        console.print(str(path))
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    service: Annotated[
+        str | None, typer.Argument(help="subscriptions, events or notifications; all if left out.")
+    ] = None,
+) -> None:
+    """Apply the Alembic migrations of each service's store."""
+    from kernel.migrations import current_revision, upgrade
+    from kernel.store import create_engine, redacted
+    from vestry.services import migrations_dir, service_names
+
+    settings = Settings()
+    names = service_names() if service is None else [service]
+    for name in names:
+        if name not in service_names():
+            fail(f"no service called {name!r}; the services are {', '.join(service_names())}")
+        url = settings.database_url(name)
+
+        async def migrate(url: str = url, name: str = name) -> str | None:
+            engine = create_engine(url)
+            try:
+                await upgrade(engine, migrations_dir(name))
+                return await current_revision(engine)
+            finally:
+                await engine.dispose()
+
+        revision = asyncio.run(migrate())
+        console.print(f"{name}: {redacted(url)} at revision {revision}")
+
+
+# Members
+
+
+@members_app.command("add")
+def members_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="The organisation's name.")],
+    tier: Annotated[str, typer.Option(help="Tier code: upper-tier, district or public-service.")],
+    email: Annotated[str, typer.Option(help="Billing contact's email.")],
+    joined: Annotated[
+        str | None, typer.Option(help="First day, YYYY-MM-DD (default today).")
+    ] = None,
+    reference: Annotated[str | None, typer.Option(help="The member's own reference.")] = None,
+) -> None:
+    """Enrol a member organisation."""
+    from pydantic import ValidationError
+
+    from kernel.commands import validation_error
+
+    options = _options(ctx)
+    try:
+        command = JoinMember(
+            name=name,
+            tier=tier,
+            billing_email=email,
+            joined_on=joined or date.today().isoformat(),
+            reference=reference,
+        )  # type: ignore[arg-type]
+    except ValidationError as invalid:
+        refuse(validation_error(invalid), options)
+
+    async def join() -> dict[str, Any]:
+        async with connected(options.nats) as nc:
+            return await request(nc, command)
+
+    reply = run(options, join())
+    emit(
+        options,
+        {"ok": True, **reply},
+        lambda: console.print(
+            f"[green]{command.name}[/] joined at the {command.tier} tier (member {reply['member_id']})."
+        ),
+    )
+
+
+# Captured mail
+
+
+def _mailbox(ctx: typer.Context) -> Path:
+    return _options(ctx).settings.data_dir / "mail"
+
+
+@mail_app.command("ls")
+def mail_ls(ctx: typer.Context) -> None:
+    """List the mail the development stack captured."""
+    options = _options(ctx)
+    mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
+    rows = [
+        {"n": n, "to": m.to, "subject": m.subject, "file": m.path.name}
+        for n, m in enumerate(mails, 1)
+    ]
+
+    def render() -> None:
+        table = Table(title=f"Captured mail ({len(rows)})")
+        for column in ("#", "to", "subject"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(str(row["n"]), row["to"], row["subject"])
+        console.print(table)
+
+    emit(options, rows, render)
+
+
+@mail_app.command("show")
+def mail_show(
+    ctx: typer.Context, number: Annotated[int, typer.Argument(help="Number from `vestry mail ls`.")]
+) -> None:
+    """Show one captured mail: headers and its plain-text body."""
+    options = _options(ctx)
+    mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
+    if not 1 <= number <= len(mails):
+        fail(f"there is no mail {number}; `vestry mail ls` lists {len(mails)}", options=options)
+    mail = mails[number - 1]
+    headers = {key: str(value) for key, value in mail.message.items()}
+    emit(
+        options,
+        {"headers": headers, "text": mail.text()},
+        lambda: console.print(
+            "\n".join(f"[bold]{k}:[/] {v}" for k, v in headers.items()) + "\n\n" + mail.text(),
+            highlight=False,
+        ),
+    )
+
+
+def main() -> None:
+    app(prog_name="vestry")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
