@@ -1,7 +1,9 @@
 """Consuming facts from JetStream: in order, once, with retries and dead letters.
 
-Each fetched batch is applied in one transaction, each message in its own
-savepoint together with its inbox record; acknowledgements follow the commit.
+Each fetched batch is applied in one transaction with its inbox records;
+acknowledgements follow the commit. If any handler in the batch fails, the
+batch is applied again one message at a time, each in its own savepoint, so
+that only the failing messages are retried.
 A message whose handler fails is retried after a delay that grows with its
 delivery count, and dead-lettered when its attempts run out. A message that is
 not a valid envelope, or whose body does not fit its model, is dead-lettered
@@ -54,12 +56,32 @@ class ConsumerStats:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Outcome:
+    """What became of a batch once its transaction ended."""
+
+    done: list[Msg] = field(default_factory=list)
+    failed: list[tuple[Msg, Exception]] = field(default_factory=list)
+    applied: int = 0
+    skipped: int = 0
+    published: bool = False
+
+
 @dataclass(frozen=True)
 class _Decoded:
     msg: Msg
     envelope: Envelope
     message: Message
     handler: Handler
+
+
+class _HandlerFailed(Exception):
+    """Raised out of a batch's transaction when one message's handler fails."""
+
+    def __init__(self, item: _Decoded, error: Exception) -> None:
+        super().__init__(str(error))
+        self.item = item
+        self.error = error
 
 
 class FactConsumer:
@@ -119,7 +141,10 @@ class FactConsumer:
                 if isinstance(error, nats.js.errors.NotFoundError):
                     subscription = None
                 continue
-            await self.process(msgs)
+            try:
+                await self.process(msgs)
+            except Exception:  # never let one batch stop the consumer: it is redelivered
+                log.exception("%s: batch failed", self.spec.durable)
 
     async def process(self, msgs: list[Msg]) -> None:
         """Apply one fetched batch, then settle each message with JetStream."""
@@ -132,25 +157,76 @@ class FactConsumer:
                 ready.append(decoded)
         if not ready:
             return
-        done: list[Msg] = []
-        failed: list[tuple[Msg, Exception]] = []
         try:
-            async with self._sessions() as session, session.begin():
-                for item in ready:
-                    outcome = await self._apply(session, item)
-                    if isinstance(outcome, Exception):
-                        failed.append((item.msg, outcome))
-                    else:
-                        done.append(item.msg)
-        except Exception as error:  # the commit itself failed: nothing was applied
-            log.exception("%s: batch not committed", self.spec.durable)
-            done, failed = [], [(item.msg, error) for item in ready]
-        else:
+            outcome = await self._apply_together(ready)
+        except _HandlerFailed as failed:
+            # One handler failed and took the batch's transaction with it: apply the
+            # others one by one, each in a savepoint, so only the failing ones retry.
+            try:
+                outcome = await self._apply_one_by_one(ready, failed)
+            except Exception as error:
+                outcome = self._not_committed(ready, error)
+        except Exception as error:
+            outcome = self._not_committed(ready, error)
+        self.stats.applied += outcome.applied
+        self.stats.skipped += outcome.skipped
+        if outcome.published:
             self._on_commit()
-        for msg in done:
+        for msg in outcome.done:
             await _settle(msg.ack())
-        for msg, error in failed:
+        for msg, error in outcome.failed:
             await self._retry_or_dead_letter(msg, error)
+
+    async def _apply_together(self, ready: list[_Decoded]) -> _Outcome:
+        """The common case: the whole batch in one transaction, one inbox query and insert."""
+        outcome = _Outcome(done=[item.msg for item in ready])
+        async with self._sessions() as session, session.begin():
+            seen = await inbox.handled(session, self.service, (item.envelope.id for item in ready))
+            fresh: list[str] = []
+            for item in ready:
+                if item.envelope.id in seen:
+                    outcome.skipped += 1
+                    continue
+                seen.add(item.envelope.id)
+                publish = Publisher(session, item.envelope)
+                try:
+                    await item.handler(
+                        item.message, HandlerContext(session, item.envelope, publish)
+                    )
+                except Exception as error:
+                    raise _HandlerFailed(item, error) from error
+                outcome.published = outcome.published or bool(publish.published)
+                fresh.append(item.envelope.id)
+            await inbox.record(session, self.service, fresh)
+        outcome.applied = len(fresh)
+        return outcome
+
+    async def _apply_one_by_one(self, ready: list[_Decoded], known: _HandlerFailed) -> _Outcome:
+        outcome = _Outcome()
+        async with self._sessions() as session, session.begin():
+            for item in ready:
+                if item is known.item:  # it just failed in this delivery: don't run it twice
+                    self._log_failure(item, known.error)
+                    outcome.failed.append((item.msg, known.error))
+                    continue
+                try:
+                    async with session.begin_nested():
+                        if not await inbox.claim(session, self.service, item.envelope.id):
+                            outcome.skipped += 1
+                            outcome.done.append(item.msg)
+                            continue
+                        publish = Publisher(session, item.envelope)
+                        await item.handler(
+                            item.message, HandlerContext(session, item.envelope, publish)
+                        )
+                except Exception as error:
+                    self._log_failure(item, error)
+                    outcome.failed.append((item.msg, error))
+                    continue
+                outcome.applied += 1
+                outcome.published = outcome.published or bool(publish.published)
+                outcome.done.append(item.msg)
+        return outcome
 
     def _decode(self, msg: Msg) -> _Decoded | Failure:
         delivered = msg.metadata.num_delivered
@@ -178,27 +254,20 @@ class FactConsumer:
             )
         return _Decoded(msg, envelope, message, handler)
 
-    async def _apply(self, session: AsyncSession, item: _Decoded) -> Exception | None:
-        try:
-            async with session.begin_nested():
-                if not await inbox.claim(session, self.service, item.envelope.id):
-                    self.stats.skipped += 1
-                    return None
-                await item.handler(
-                    item.message,
-                    HandlerContext(session, item.envelope, Publisher(session, item.envelope)),
-                )
-        except Exception as error:
-            log.warning(
-                "%s: %s %s failed: %r",
-                self.spec.durable,
-                item.envelope.type,
-                item.envelope.id,
-                error,
-            )
-            return error
-        self.stats.applied += 1
-        return None
+    def _not_committed(self, ready: list[_Decoded], error: Exception) -> _Outcome:
+        """The store refused the batch (a lost race, a lock, a full disk): retry all of it."""
+        log.warning("%s: batch of %d not committed: %r", self.spec.durable, len(ready), error)
+        return _Outcome(failed=[(item.msg, error) for item in ready])
+
+    def _log_failure(self, item: _Decoded, error: Exception) -> None:
+        log.warning(
+            "%s: %s %s failed (delivery %d): %r",
+            self.spec.durable,
+            item.envelope.type,
+            item.envelope.id,
+            item.msg.metadata.num_delivered,
+            error,
+        )
 
     async def _retry_or_dead_letter(self, msg: Msg, error: Exception) -> None:
         delivered = msg.metadata.num_delivered

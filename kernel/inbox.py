@@ -1,7 +1,8 @@
-"""The idempotent inbox: a handled message id, recorded in the effect's own transaction."""
+"""The idempotent inbox: handled message ids, recorded in the effect's own transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -10,22 +11,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.store import inbox_table
 
 
-async def claim(session: AsyncSession, scope: str, message_id: str) -> bool:
-    """Record ``message_id`` as handled in ``scope``; False if it already was.
-
-    Call it inside the transaction that applies the message's effect, so that
-    the record and the effect commit or roll back together.
-    """
-    seen = await session.scalar(
+async def handled(session: AsyncSession, scope: str, message_ids: Iterable[str]) -> set[str]:
+    """Which of ``message_ids`` ``scope`` has already handled."""
+    ids = list(message_ids)
+    if not ids:
+        return set()
+    rows = await session.scalars(
         select(inbox_table.c.message_id).where(
-            inbox_table.c.scope == scope, inbox_table.c.message_id == message_id
+            inbox_table.c.scope == scope, inbox_table.c.message_id.in_(ids)
         )
     )
-    if seen is not None:
+    return set(rows)
+
+
+async def record(session: AsyncSession, scope: str, message_ids: Iterable[str]) -> None:
+    """Record ``message_ids`` as handled; call it in the transaction that applies their effects.
+
+    The primary key (scope, message id) makes a second record of the same id
+    fail the transaction, so two replicas racing on one message cannot both
+    apply it.
+    """
+    now = datetime.now(UTC)
+    rows = [
+        {"scope": scope, "message_id": message_id, "handled_at": now} for message_id in message_ids
+    ]
+    if rows:
+        await session.execute(inbox_table.insert(), rows)
+
+
+async def claim(session: AsyncSession, scope: str, message_id: str) -> bool:
+    """Record one message as handled; False if it already was."""
+    if await handled(session, scope, [message_id]):
         return False
-    await session.execute(
-        inbox_table.insert().values(
-            scope=scope, message_id=message_id, handled_at=datetime.now(UTC)
-        )
-    )
+    await record(session, scope, [message_id])
     return True

@@ -90,3 +90,17 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+async def upsert(
+    session: AsyncSession, table: Table, values: dict[str, object], key: list[str]
+) -> None:
+    """Insert ``values`` into ``table``, or update the row with the same ``key`` (SQLite, PostgreSQL)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**values)
+    changes = {name: statement.excluded[name] for name in values if name not in key}
+    await session.execute(statement.on_conflict_do_update(index_elements=key, set_=changes))

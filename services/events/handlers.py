@@ -11,12 +11,10 @@ async def on_membership_started(fact: MembershipStarted, ctx: HandlerContext) ->
     """Remember the membership, so bookings from its organisation get the member price."""
     await store.record_membership(
         ctx.session,
-        store.MembershipView(
-            membership_id=fact.membership_id,
-            member_id=fact.member_id,
-            member_name=fact.member_name,
-            tier=fact.tier,
-            starts_on=fact.starts_on,
-            ends_on=None,
-        ),
+        membership_id=fact.membership_id,
+        member_id=fact.member_id,
+        member_name=fact.member_name,
+        tier=fact.tier,
+        starts_on=fact.starts_on,
+        ends_on=None,
     )

@@ -8,6 +8,8 @@ from sqlalchemy import Date, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kernel.store import upsert
+
 
 class Base(DeclarativeBase):
     pass
@@ -26,8 +28,9 @@ class MembershipView(Base):
     ends_on: Mapped[date | None] = mapped_column(Date)
 
 
-async def record_membership(session: AsyncSession, view: MembershipView) -> None:
-    await session.merge(view)
+async def record_membership(session: AsyncSession, **values: object) -> None:
+    """Add the membership to the read model, or bring it up to date."""
+    await upsert(session, MembershipView.__table__, values, key=["membership_id"])
 
 
 async def memberships(session: AsyncSession) -> list[MembershipView]:

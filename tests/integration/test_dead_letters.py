@@ -122,3 +122,30 @@ async def _letters_from(nc: Client, consumer: str) -> list:
     return [
         letter for letter in await read_dead_letters(nc.jetstream()) if letter.consumer == consumer
     ]
+
+
+async def test_one_failing_fact_in_a_batch_leaves_the_others_applied_once(
+    settings: Settings, nc: Client
+) -> None:
+    from services.events.handlers import on_membership_started
+
+    async def fails_for_council_13(fact: MembershipStarted, ctx: HandlerContext) -> None:
+        await on_membership_started(fact, ctx)
+        if fact.member_name == "Council 13":
+            raise ValueError("Council 13 cannot be priced")
+
+    probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
+    probe.consume(MembershipStarted)(fails_for_council_13)
+    await probe.prepare()  # declare the consumer before the facts arrive: one batch
+    await probe.close()
+    for number in range(10, 16):
+        await publish(nc, Envelope.wrap(started(number)))
+    async with probe.running():
+        letters = await eventually(lambda: _letters_from(nc, "probe-subscriptions"), timeout=20)
+        views = await membership_views(probe)
+        stats = probe.consumers[0].stats
+
+    assert views == 5
+    assert stats.applied == 5 and stats.dead_lettered == 1
+    assert [letter.kind for letter in letters] == ["handler"]
+    assert "Council 13 cannot be priced" in letters[0].error
