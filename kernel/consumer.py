@@ -131,6 +131,10 @@ class FactConsumer:
                 continue
             except asyncio.CancelledError:
                 raise
+            except nats.js.errors.NotFoundError:  # stream or consumer not (or no longer) there
+                subscription = None
+                await asyncio.sleep(0.5)
+                continue
             except Exception as error:
                 log.warning(
                     "%s: fetch failed (%s); retrying",
@@ -138,8 +142,6 @@ class FactConsumer:
                     error or type(error).__name__,
                 )
                 await asyncio.sleep(0.5)
-                if isinstance(error, nats.js.errors.NotFoundError):
-                    subscription = None
                 continue
             try:
                 await self.process(msgs)

@@ -22,6 +22,12 @@ async def upgrade(engine: AsyncEngine, script_location: Path, revision: str = "h
     """Bring the store at ``engine`` to ``revision`` of the history in ``script_location``."""
 
     def run(connection: Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on an empty database would race to
+            # create alembic_version; the first takes the lock, the rest wait
+            # and then find the store at head. (SQLite's BEGIN IMMEDIATE already
+            # serialises them.)
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7710500001)")
         command.upgrade(alembic_config(script_location, connection), revision)
 
     async with engine.begin() as connection:

@@ -17,6 +17,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts import Message
 from contracts.system_v1 import ConsumerLag, HealthReport, health_subject
@@ -24,7 +25,7 @@ from kernel import commands, migrations, outbox
 from kernel.consumer import FactConsumer, Handler
 from kernel.settings import Settings
 from kernel.store import create_engine, redacted, session_factory
-from kernel.streams import ensure_streams, stream_for_subject
+from kernel.streams import ensure_streams, stream_for_subject, streams_of
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,14 @@ class Service:
             allow_reconnect=True,
         )
         self.js = self.nc.jetstream(timeout=10)
-        await ensure_streams(self.js, duplicate_window_s=self.settings.duplicate_window_s)
+        # Each service declares only its own stream and the DLQ; a stream it
+        # consumes is its owner's to declare, and the consumer waits for it.
+        await ensure_streams(
+            self.js,
+            duplicate_window_s=self.settings.duplicate_window_s,
+            replicas=self.settings.stream_replicas,
+            streams=streams_of(self.name),
+        )
         self.relay = outbox.OutboxRelay(
             self.sessions,
             self.js,
@@ -137,7 +145,14 @@ class Service:
             for stream, handlers in sorted(self._consumed.items())
         ]
         for consumer in self.consumers:
-            await consumer.declare()
+            try:
+                await consumer.declare()
+            except NotFoundError:
+                log.info(
+                    "%s: stream %s not there yet; waiting for its owner to declare it",
+                    consumer.spec.durable,
+                    consumer.spec.stream,
+                )
 
     async def start_workers(self) -> None:
         assert self.relay is not None
@@ -192,7 +207,10 @@ class Service:
         assert self.js is not None
         lags = []
         for consumer in self.consumers:
-            info = await self.js.consumer_info(consumer.spec.stream, consumer.spec.durable)
+            try:
+                info = await self.js.consumer_info(consumer.spec.stream, consumer.spec.durable)
+            except NotFoundError:  # its stream's owner has not declared it yet
+                continue
             lags.append(
                 ConsumerLag(
                     stream=consumer.spec.stream,

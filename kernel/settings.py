@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the notifications store."
     )
 
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Copies of each stream: 3 on a three-node cluster."
+    )
     duplicate_window_s: float = Field(default=24 * 3600, description="JetStream dedupe window.")
     max_deliver: int = Field(
         default=5, description="Attempts at a fact before it is dead-lettered."

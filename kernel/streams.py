@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -70,9 +71,20 @@ def stream_for_subject(subject: str) -> StreamSpec:
     raise LookupError(f"no stream holds {subject}")
 
 
-async def ensure_streams(js: JetStreamContext, *, duplicate_window_s: float) -> None:
-    """Create each stream, or bring an existing one's subjects and window up to date."""
-    for spec in STREAMS:
+def streams_of(service: str) -> list[StreamSpec]:
+    """The streams a service declares: its own facts' stream, if it has one, and the DLQ."""
+    return [spec for spec in STREAMS if spec.name in (service.upper(), DLQ_STREAM)]
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    *,
+    duplicate_window_s: float,
+    replicas: int = 1,
+    streams: Iterable[StreamSpec] = STREAMS,
+) -> None:
+    """Create each stream, or bring an existing one's subjects, window and replicas up to date."""
+    for spec in streams:
         config = StreamConfig(
             name=spec.name,
             description=spec.description,
@@ -82,6 +94,7 @@ async def ensure_streams(js: JetStreamContext, *, duplicate_window_s: float) -> 
             discard=DiscardPolicy.OLD,
             max_age=0,  # keep every fact: read models are rebuilt from the start
             duplicate_window=duplicate_window_s,
+            num_replicas=replicas,
         )
         try:
             await js.stream_info(spec.name)

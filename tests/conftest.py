@@ -80,3 +80,11 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"not true after {timeout}s: {what or check} (last: {last!r})")
+
+
+@pytest.fixture
+async def streams(nc: Client) -> None:
+    """Every stream declared, as the owners would, for tests that run a consumer alone."""
+    from kernel.streams import ensure_streams
+
+    await ensure_streams(nc.jetstream(), duplicate_window_s=600)

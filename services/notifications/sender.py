@@ -1,8 +1,10 @@
 """The sender: takes due ledger rows, sends each, and records the outcome with its fact.
 
-Sending is at least once at the mail server's door: a crash after the server
-accepted a message and before the row is marked sends it again, with the same
-Message-ID. Everything before that door happens once.
+Each row is claimed before it is sent, so replicas never send the same row at
+the same time. Sending is at least once at the mail server's door: a crash
+after the server accepted a message and before the row is marked sends it
+again when the claim lapses, with the same Message-ID. Everything before that
+door happens once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from services.notifications import domain, store
 from services.notifications.mailer import Mailer
 
 log = logging.getLogger(__name__)
+
+# While one replica sends a row, the others leave it alone; if that replica
+# dies mid-send, the row is due again once the lease runs out.
+CLAIM_LEASE = timedelta(minutes=5)
 
 
 async def run_sender(service: Service, *, poll_interval: float = 0.3) -> None:
@@ -39,14 +45,20 @@ async def send_due(service: Service, mailer: Mailer) -> int:
     """Attempt every due delivery once; returns how many were attempted."""
     async with service.sessions() as session:
         due = await store.due_deliveries(session)
+    attempted = 0
     for delivery in due:
+        async with service.sessions() as session, session.begin():
+            claimed = await store.claim_delivery(session, delivery, lease=CLAIM_LEASE)
+        if not claimed:  # another replica took it
+            continue
+        attempted += 1
         error: str | None = None
         try:
             await mailer.send(mailer.compose(delivery))
         except Exception as failure:
             error = f"{type(failure).__name__}: {failure}"
         await _record(service, delivery.id, error)
-    return len(due)
+    return attempted
 
 
 async def _record(service: Service, delivery_id: str, error: str | None) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -111,6 +111,22 @@ async def due_deliveries(session: AsyncSession, limit: int = 50) -> list[Deliver
             .limit(limit)
         )
     )
+
+
+async def claim_delivery(session: AsyncSession, delivery: Delivery, *, lease: timedelta) -> bool:
+    """Take ``delivery`` for sending until ``lease`` from now; False if someone else has it."""
+    now = datetime.now(UTC)
+    claimed = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status == "pending",
+            Delivery.next_attempt_at == delivery.next_attempt_at,
+        )
+        .values(next_attempt_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return claimed.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def count_deliveries(session: AsyncSession, status: str | None = None) -> int:

@@ -71,7 +71,7 @@ async def test_malformed_message_is_dead_lettered(settings: Settings, nc: Client
 
 
 async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
-    settings: Settings, nc: Client
+    settings: Settings, nc: Client, streams: None
 ) -> None:
     attempts: list[float] = []
 
@@ -98,7 +98,7 @@ async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
 
 
 async def test_handler_failing_once_is_applied_on_retry_once(
-    settings: Settings, nc: Client
+    settings: Settings, nc: Client, streams: None
 ) -> None:
     calls = 0
 
@@ -125,7 +125,7 @@ async def _letters_from(nc: Client, consumer: str) -> list:
 
 
 async def test_one_failing_fact_in_a_batch_leaves_the_others_applied_once(
-    settings: Settings, nc: Client
+    settings: Settings, nc: Client, streams: None
 ) -> None:
     from services.events.handlers import on_membership_started
 

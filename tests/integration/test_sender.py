@@ -1,0 +1,68 @@
+"""The delivery ledger's sender: each row sent once, even with two replicas sending."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+from sqlalchemy import select
+
+from contracts.subscriptions_v1 import MembershipStarted
+from kernel.settings import Settings
+from services.notifications import domain, store
+from services.notifications.app import create_service
+from services.notifications.mailer import Mailer
+from services.notifications.sender import send_due
+from tests.conftest import Mailbox
+
+
+def started(number: int) -> MembershipStarted:
+    return MembershipStarted(
+        membership_id=f"ms-{number}",
+        member_id=f"m-{number}",
+        member_name=f"Council {number}",
+        tier="district",
+        billing_email=f"f{number}@example.gov.uk",
+        starts_on=date(2026, 4, 1),
+    )
+
+
+async def test_two_replicas_sending_the_same_ledger_send_each_row_once(
+    settings: Settings, mailbox: Mailbox
+) -> None:
+    replica_a, replica_b = create_service(settings), create_service(settings)
+    async with replica_a.running(), replica_b.running():
+        await replica_a.stop_workers()  # drive the senders by hand
+        await replica_b.stop_workers()
+        async with replica_a.sessions() as session, session.begin():
+            for number in range(20):
+                await store.plan_delivery(
+                    session, f"cause-{number}", domain.welcome(started(number))
+                )
+        attempted = await asyncio.gather(
+            send_due(replica_a, Mailer(settings)), send_due(replica_b, Mailer(settings))
+        )
+        async with replica_a.sessions() as session:
+            sent = await store.count_deliveries(session, "sent")
+
+    assert sum(attempted) == 20
+    assert sent == 20
+    recipients = [mail.to for mail in mailbox.mails()]
+    assert len(recipients) == 20 and len(set(recipients)) == 20
+
+
+async def test_a_mail_server_that_refuses_leaves_the_row_for_a_later_attempt(
+    settings: Settings, mailbox: Mailbox
+) -> None:
+    service = create_service(settings.model_copy(update={"smtp_port": 1}))
+    async with service.running():
+        await service.stop_workers()
+        async with service.sessions() as session, session.begin():
+            await store.plan_delivery(session, "cause-1", domain.welcome(started(1)))
+        assert await send_due(service, Mailer(service.settings)) == 1
+        assert await send_due(service, Mailer(service.settings)) == 0  # not due again yet
+        async with service.sessions() as session:
+            row = await session.scalar(select(store.Delivery))
+    assert row.status == "pending" and row.attempts == 1
+    assert "SMTPConnectError" in (row.last_error or "")
+    assert mailbox.mails() == []
