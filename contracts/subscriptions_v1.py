@@ -66,3 +66,42 @@ class MembershipStarted(Message):
     tier: str = Field(description="Tier code.")
     billing_email: EmailStr = Field(description="Billing contact's email.")
     starts_on: date = Field(description="First day of the membership.")
+
+
+@register
+class MembershipChanged(Message):
+    """Fact: a membership moved to another tier.
+
+    Sent once per tier change, in the transaction that records it. Not sent
+    when a member joins or leaves.
+    """
+
+    TYPE: ClassVar[str] = "MembershipChanged"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "subscriptions.membership.changed"
+    KIND: ClassVar[Literal["fact"]] = "fact"
+
+    membership_id: str = Field(description="Id of the membership.")
+    member_id: str = Field(description="Id of the member organisation.")
+    member_name: str = Field(description="The organisation's name.")
+    old_tier: str = Field(description="Tier code before the change.")
+    new_tier: str = Field(description="Tier code from the change.")
+    effective_on: date = Field(description="First day at the new tier.")
+
+
+@register
+class MembershipEnded(Message):
+    """Fact: a member left; its membership ends on ``ends_on``.
+
+    Sent once, when the leaving is recorded. Not sent for a tier change.
+    """
+
+    TYPE: ClassVar[str] = "MembershipEnded"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "subscriptions.membership.ended"
+    KIND: ClassVar[Literal["fact"]] = "fact"
+
+    membership_id: str = Field(description="Id of the membership.")
+    member_id: str = Field(description="Id of the member organisation.")
+    member_name: str = Field(description="The organisation's name.")
+    ends_on: date = Field(description="Last day of the membership.")
