@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from contracts.subscriptions_v1 import JoinMember
-from contracts.system_v1 import CommandError
-from kernel.commands import CommandFailed, ServiceUnavailable, request
+from kernel.commands import request
 from kernel.settings import Settings
 from vestry import demo as demo_job
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
 from vestry.mailcapture import read_mailbox
+from vestry.terminal import Options, console, emit, errors, fail, options_of, refuse, run
 
 T = TypeVar("T")
 
@@ -44,20 +40,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(members_app, name="members")
 app.add_typer(mail_app, name="mail")
 
-console = Console()
-errors = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class Options:
-    nats: str
-    json: bool
-    settings: Settings
-
-
-def _options(ctx: typer.Context) -> Options:
-    return ctx.ensure_object(Options) if isinstance(ctx.obj, Options) else ctx.find_root().obj
-
 
 @app.callback()
 def _global(
@@ -69,42 +51,6 @@ def _global(
 ) -> None:
     settings = Settings()
     ctx.obj = Options(nats=nats or settings.nats_url, json=json_output, settings=settings)
-
-
-def fail(
-    message: str,
-    *,
-    code: int = 1,
-    options: Options | None = None,
-    detail: dict[str, Any] | None = None,
-) -> NoReturn:
-    if options is not None and options.json:
-        print(json.dumps({"ok": False, "error": detail or {"message": message}}))
-    else:
-        errors.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def refuse(error: CommandError, options: Options) -> NoReturn:
-    where = f" (field: {error.field})" if error.field else ""
-    fail(f"{error.message}{where}", options=options, detail=error.model_dump())
-
-
-def run(options: Options, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work``, turning the ways a request can fail into clear messages and exit codes."""
-    try:
-        return asyncio.run(work)
-    except CommandFailed as failure:
-        refuse(failure.error, options)
-    except (ServiceUnavailable, NatsUnreachable) as problem:
-        fail(str(problem), code=2, options=options)
-
-
-def emit(options: Options, data: Any, render: Any) -> None:
-    if options.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        render()
 
 
 # The development stack
@@ -199,7 +145,7 @@ def status(
     ] = 0,
 ) -> None:
     """Services up or down, streams with message counts, consumers with their lag."""
-    options = _options(ctx)
+    options = options_of(ctx)
 
     async def gather() -> status_report.Status:
         deadline = time.monotonic() + wait
@@ -262,7 +208,7 @@ def _render_status(current: status_report.Status) -> None:
 @app.command()
 def demo(ctx: typer.Context, ready_timeout: Annotated[float, typer.Option()] = 90) -> None:
     """Run the reference partnership end to end against the stack (starting one if none runs)."""
-    options = _options(ctx)
+    options = options_of(ctx)
     stack: DevStack | None = None
     if asyncio.run(_wait_healthy(options.nats, 1)) is None:
         stack = DevStack(data_dir=options.settings.data_dir.resolve(), say=console.print)
@@ -389,7 +335,7 @@ def members_add(
 
     from kernel.commands import validation_error
 
-    options = _options(ctx)
+    options = options_of(ctx)
     try:
         command = JoinMember(
             name=name,
@@ -419,13 +365,13 @@ def members_add(
 
 
 def _mailbox(ctx: typer.Context) -> Path:
-    return _options(ctx).settings.data_dir / "mail"
+    return options_of(ctx).settings.data_dir / "mail"
 
 
 @mail_app.command("ls")
 def mail_ls(ctx: typer.Context) -> None:
     """List the mail the development stack captured."""
-    options = _options(ctx)
+    options = options_of(ctx)
     mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
     rows = [
         {"n": n, "to": m.to, "subject": m.subject, "file": m.path.name}
@@ -448,7 +394,7 @@ def mail_show(
     ctx: typer.Context, number: Annotated[int, typer.Argument(help="Number from `vestry mail ls`.")]
 ) -> None:
     """Show one captured mail: headers and its plain-text body."""
-    options = _options(ctx)
+    options = options_of(ctx)
     mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
     if not 1 <= number <= len(mails):
         fail(f"there is no mail {number}; `vestry mail ls` lists {len(mails)}", options=options)
