@@ -9,7 +9,7 @@ from datetime import date
 from nats.aio.client import Client
 from sqlalchemy import func, select
 
-from contracts.subscriptions_v1 import JoinMember
+from contracts.subscriptions_v1 import JoinMember, MembershipStarted
 from kernel.commands import request
 from kernel.runtime import Service
 from kernel.settings import Settings
@@ -19,6 +19,18 @@ from services.events.app import create_service as create_events
 from services.notifications import store as notifications_store
 from services.notifications.app import create_service as create_notifications
 from services.subscriptions.app import create_service as create_subscriptions
+
+
+def membership_started(number: int) -> MembershipStarted:
+    """A MembershipStarted fact as subscriptions would publish it for member ``number``."""
+    return MembershipStarted(
+        membership_id=f"ms-{number}",
+        member_id=f"m-{number}",
+        member_name=f"Council {number}",
+        tier="district",
+        billing_email=f"f{number}@example.gov.uk",
+        starts_on=date(2026, 4, 1),
+    )
 
 
 def join_command(number: int, tier: str = "district") -> JoinMember:

@@ -8,15 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 from nats.aio.client import Client
 
 from contracts import Envelope
-from contracts.subscriptions_v1 import MembershipStarted
 from kernel.settings import Settings
 from tests.conftest import eventually
+from tests.stack import membership_started
 
 FACTS = 3000
 
@@ -56,14 +55,7 @@ async def test_service_killed_mid_run_applies_every_fact_once(
     await ensure_streams(js, duplicate_window_s=600)
     acks = []
     for number in range(FACTS):
-        fact = MembershipStarted(
-            membership_id=f"ms-{number}",
-            member_id=f"m-{number}",
-            member_name=f"Council {number}",
-            tier="district",
-            billing_email=f"f{number}@example.gov.uk",
-            starts_on=date(2026, 4, 1),
-        )
+        fact = membership_started(number)
         envelope = Envelope.wrap(fact)
         acks.append(
             await js.publish_async(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import date
 
 from nats.aio.client import Client
 
@@ -15,19 +14,9 @@ from kernel.deadletter import read_dead_letters
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events.app import MIGRATIONS
+from services.events.handlers import on_membership_started
 from tests.conftest import eventually
-from tests.stack import membership_views, stack
-
-
-def started(number: int) -> MembershipStarted:
-    return MembershipStarted(
-        membership_id=f"ms-{number}",
-        member_id=f"m-{number}",
-        member_name=f"Council {number}",
-        tier="district",
-        billing_email=f"f{number}@example.gov.uk",
-        starts_on=date(2026, 4, 1),
-    )
+from tests.stack import membership_started, membership_views, stack
 
 
 async def publish(nc: Client, envelope_or_bytes: Envelope | bytes) -> int:
@@ -42,9 +31,9 @@ async def test_invalid_fact_is_dead_lettered_at_once_and_the_next_is_applied(
     settings: Settings, nc: Client
 ) -> None:
     async with stack(settings) as (_, events, _n):
-        bad = Envelope.wrap(started(1)).model_copy(update={"data": {"member_id": "m-1"}})
+        bad = Envelope.wrap(membership_started(1)).model_copy(update={"data": {"member_id": "m-1"}})
         bad_seq = await publish(nc, bad)
-        await publish(nc, Envelope.wrap(started(2)))
+        await publish(nc, Envelope.wrap(membership_started(2)))
 
         await eventually(lambda: membership_views(events), what="the next fact applied")
         letters = await eventually(lambda: _letters_from(nc, "events-subscriptions"))
@@ -62,7 +51,7 @@ async def test_invalid_fact_is_dead_lettered_at_once_and_the_next_is_applied(
 async def test_malformed_message_is_dead_lettered(settings: Settings, nc: Client) -> None:
     async with stack(settings) as (_, events, _n):
         seq = await publish(nc, b"{not json")
-        await publish(nc, Envelope.wrap(started(3)))
+        await publish(nc, Envelope.wrap(membership_started(3)))
         letters = await eventually(lambda: _letters_from(nc, "events-subscriptions"))
         assert letters[0].kind == "malformed"
         assert letters[0].original_sequence == seq
@@ -82,7 +71,7 @@ async def test_failing_handler_is_retried_with_backoff_then_dead_lettered(
     probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
     probe.consume(MembershipStarted)(broken)
     async with probe.running():
-        seq = await publish(nc, Envelope.wrap(started(4)))
+        seq = await publish(nc, Envelope.wrap(membership_started(4)))
         letters = await eventually(lambda: _letters_from(nc, "probe-subscriptions"), timeout=20)
 
     assert len(attempts) == settings.max_deliver == 3
@@ -111,7 +100,7 @@ async def test_handler_failing_once_is_applied_on_retry_once(
     probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
     probe.consume(MembershipStarted)(flaky)
     async with probe.running():
-        await publish(nc, Envelope.wrap(started(5)))
+        await publish(nc, Envelope.wrap(membership_started(5)))
         await eventually(lambda: probe.consumers[0].stats.applied == 1)
         assert probe.consumers[0].stats.retried == 1
     assert calls == 2
@@ -127,7 +116,6 @@ async def _letters_from(nc: Client, consumer: str) -> list:
 async def test_one_failing_fact_in_a_batch_leaves_the_others_applied_once(
     settings: Settings, nc: Client, streams: None
 ) -> None:
-    from services.events.handlers import on_membership_started
 
     async def fails_for_council_13(fact: MembershipStarted, ctx: HandlerContext) -> None:
         await on_membership_started(fact, ctx)
@@ -139,7 +127,7 @@ async def test_one_failing_fact_in_a_batch_leaves_the_others_applied_once(
     await probe.prepare()  # declare the consumer before the facts arrive: one batch
     await probe.close()
     for number in range(10, 16):
-        await publish(nc, Envelope.wrap(started(number)))
+        await publish(nc, Envelope.wrap(membership_started(number)))
     async with probe.running():
         letters = await eventually(lambda: _letters_from(nc, "probe-subscriptions"), timeout=20)
         views = await membership_views(probe)

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 
 from sqlalchemy import select
 
-from contracts.subscriptions_v1 import MembershipStarted
 from kernel.settings import Settings
 from services.notifications import domain, store
 from services.notifications.app import create_service
 from services.notifications.mailer import Mailer
 from services.notifications.sender import send_due
 from tests.conftest import Mailbox
-
-
-def started(number: int) -> MembershipStarted:
-    return MembershipStarted(
-        membership_id=f"ms-{number}",
-        member_id=f"m-{number}",
-        member_name=f"Council {number}",
-        tier="district",
-        billing_email=f"f{number}@example.gov.uk",
-        starts_on=date(2026, 4, 1),
-    )
+from tests.stack import membership_started
 
 
 async def test_two_replicas_sending_the_same_ledger_send_each_row_once(
@@ -37,7 +25,7 @@ async def test_two_replicas_sending_the_same_ledger_send_each_row_once(
         async with replica_a.sessions() as session, session.begin():
             for number in range(20):
                 await store.plan_delivery(
-                    session, f"cause-{number}", domain.welcome(started(number))
+                    session, f"cause-{number}", domain.welcome(membership_started(number))
                 )
         attempted = await asyncio.gather(
             send_due(replica_a, Mailer(settings)), send_due(replica_b, Mailer(settings))
@@ -58,7 +46,7 @@ async def test_a_mail_server_that_refuses_leaves_the_row_for_a_later_attempt(
     async with service.running():
         await service.stop_workers()
         async with service.sessions() as session, session.begin():
-            await store.plan_delivery(session, "cause-1", domain.welcome(started(1)))
+            await store.plan_delivery(session, "cause-1", domain.welcome(membership_started(1)))
         assert await send_due(service, Mailer(service.settings)) == 1
         assert await send_due(service, Mailer(service.settings)) == 0  # not due again yet
         async with service.sessions() as session:
