@@ -19,7 +19,9 @@ async def test_declaring_twice_keeps_messages_and_sets_storage_and_dedupe(nc: Cl
     assert info.config.storage == StorageType.FILE
     assert info.config.duplicate_window == 3600
     assert info.config.max_age in (0, None)
-    again = await js.publish("subscriptions.membership.started", b"{}", headers={"Nats-Msg-Id": "a"})
+    again = await js.publish(
+        "subscriptions.membership.started", b"{}", headers={"Nats-Msg-Id": "a"}
+    )
     assert again.duplicate
 
 
@@ -35,7 +37,9 @@ async def test_a_service_declares_only_its_own_stream_and_the_dlq(nc: Client) ->
 async def test_a_changed_consumer_definition_is_applied_to_the_existing_durable(nc: Client) -> None:
     js = nc.jetstream()
     await ensure_streams(js, duplicate_window_s=600)
-    old = ConsumerSpec("SUBSCRIPTIONS", "events-subscriptions", ("subscriptions.membership.started",))
+    old = ConsumerSpec(
+        "SUBSCRIPTIONS", "events-subscriptions", ("subscriptions.membership.started",)
+    )
     new = ConsumerSpec(
         "SUBSCRIPTIONS",
         "events-subscriptions",
