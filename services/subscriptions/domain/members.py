@@ -1,10 +1,13 @@
-"""Membership rules, free of I/O."""
+"""Membership rules: joining, changing tier and leaving, free of I/O."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+
+from services.subscriptions.domain.catalog import REFERENCE_CATALOG, Tier
 
 
 class MembershipError(Exception):
@@ -16,21 +19,7 @@ class MembershipError(Exception):
         self.field = field
 
 
-@dataclass(frozen=True)
-class Tier:
-    code: str
-    label: str
-
-
-# The reference partnership's tiers; dated price lists arrive with invoicing.
-REFERENCE_TIERS: dict[str, Tier] = {
-    tier.code: tier
-    for tier in (
-        Tier("upper-tier", "Upper-tier council (metropolitan, county, unitary)"),
-        Tier("district", "District council"),
-        Tier("public-service", "Police, fire or primary-care body"),
-    )
-}
+REFERENCE_TIERS: Mapping[str, Tier] = REFERENCE_CATALOG.tiers
 
 
 @dataclass(frozen=True)
@@ -43,6 +32,12 @@ class NewMembership:
     starts_on: date
 
 
+def check_tier(tier: str, tiers: Mapping[str, Tier]) -> None:
+    if tier not in tiers:
+        known = ", ".join(sorted(tiers))
+        raise MembershipError("invalid", f"unknown tier {tier!r}; the tiers are {known}", "tier")
+
+
 def join(
     *,
     name: str,
@@ -50,12 +45,10 @@ def join(
     billing_email: str,
     joined_on: date,
     name_taken: bool,
-    tiers: dict[str, Tier] = REFERENCE_TIERS,
+    tiers: Mapping[str, Tier] = REFERENCE_TIERS,
 ) -> NewMembership:
     """A new member at ``tier`` from ``joined_on``; raises MembershipError if it may not join."""
-    if tier not in tiers:
-        known = ", ".join(sorted(tiers))
-        raise MembershipError("invalid", f"unknown tier {tier!r}; the tiers are {known}", "tier")
+    check_tier(tier, tiers)
     if name_taken:
         raise MembershipError("conflict", f"{name} is already a member", "name")
     return NewMembership(
@@ -66,3 +59,36 @@ def join(
         billing_email=billing_email.lower(),
         starts_on=joined_on,
     )
+
+
+def check_tier_change(
+    *,
+    current_tier: str,
+    new_tier: str,
+    starts_on: date,
+    ends_on: date | None,
+    effective_on: date,
+    tiers: Mapping[str, Tier],
+) -> None:
+    """Raise MembershipError unless the member may move to ``new_tier`` on ``effective_on``."""
+    check_tier(new_tier, tiers)
+    if new_tier == current_tier:
+        raise MembershipError("invalid", f"the member is already at the {new_tier} tier", "tier")
+    if ends_on is not None:
+        raise MembershipError("ended", f"the membership ended on {ends_on}", "member")
+    if effective_on < starts_on:
+        raise MembershipError(
+            "invalid",
+            f"the change cannot take effect before the membership starts ({starts_on})",
+            "effective_on",
+        )
+
+
+def check_leaving(*, starts_on: date, ends_on: date | None, leaves_on: date) -> None:
+    """Raise MembershipError unless the member may leave on ``leaves_on`` (its last day)."""
+    if ends_on is not None:
+        raise MembershipError("ended", f"the membership already ended on {ends_on}", "member")
+    if leaves_on < starts_on:
+        raise MembershipError(
+            "invalid", f"a member cannot leave before it joined ({starts_on})", "leaves_on"
+        )
