@@ -1,18 +1,60 @@
-"""The events service as a FastStream app."""
+"""The events service as a FastStream app: commands in, facts out, memberships in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts.subscriptions_v1 import MembershipStarted
+from contracts import events_v1 as contract
+from contracts.subscriptions_v1 import MembershipChanged, MembershipEnded, MembershipStarted
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events import NAME, handlers
+from services.events.settings import EventsSettings
+from services.events.timekeeper import keep_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_service(settings: Settings | None = None) -> Service:
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_service(
+    settings: Settings | None = None,
+    *,
+    events_settings: EventsSettings | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Service:
+    """The events service; ``clock`` is injectable so tests can move time."""
     service = Service(NAME, migrations_dir=MIGRATIONS, settings=settings)
+    own = events_settings or EventsSettings()
+    answers = handlers.EventsHandlers(own, clock)
+    for model, handler in (
+        (contract.CreateEvent, answers.create_event),
+        (contract.UpdateEvent, answers.update_event),
+        (contract.PublishEvent, answers.publish_event),
+        (contract.CancelEvent, answers.cancel_event),
+        (contract.ListEvents, answers.list_events),
+        (contract.ShowEvent, answers.show_event),
+        (contract.EventFeed, answers.feed),
+        (contract.EventReport, answers.report),
+        (contract.BookPlace, answers.book_place),
+        (contract.CancelBooking, answers.cancel_booking),
+        (contract.ShowBooking, answers.show_booking),
+        (contract.ListBookings, answers.list_bookings),
+        (contract.CheckIn, answers.check_in),
+    ):
+        service.command(model)(handler)
     service.consume(MembershipStarted)(handlers.on_membership_started)
+    service.consume(MembershipChanged)(handlers.on_membership_changed)
+    service.consume(MembershipEnded)(handlers.on_membership_ended)
+
+    async def timekeeper(running: Service) -> None:
+        await keep_time(
+            running.sessions, clock, poll_s=own.timekeeper_poll_s, wake_relay=running.wake_relay
+        )
+
+    service.worker(timekeeper)
     return service

@@ -1,14 +1,62 @@
-"""The events store: its read model of memberships (built from subscriptions' facts)."""
+"""The events store: events, bookings, scheduled reminders, and the read model of
+memberships (built from subscriptions' facts).
+
+Capacity is guarded twice: every transaction that changes an event's places
+first locks the event's row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` already serialises writers), and the row's ``confirmed``
+counter is held under its ``capacity`` by a CHECK constraint, so a bug in the
+code fails the transaction instead of overbooking.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, String, select
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kernel.store import upsert
+from services.events.domain import membership_active
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant stored in UTC and read back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; give a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if _is_sqlite(dialect) else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_sqlite(dialect: object) -> bool:
+    return getattr(dialect, "name", "") == "sqlite"
 
 
 class Base(DeclarativeBase):
@@ -28,10 +76,323 @@ class MembershipView(Base):
     ends_on: Mapped[date | None] = mapped_column(Date)
 
 
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("confirmed >= 0 AND confirmed <= capacity", name="ck_events_places"),
+    )
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    programme: Mapped[str] = mapped_column(String(40), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    venue: Mapped[str | None] = mapped_column(String(300))
+    online_url: Mapped[str | None] = mapped_column(String(500))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    capacity: Mapped[int] = mapped_column(Integer)
+    confirmed: Mapped[int] = mapped_column(Integer, default=0)
+    arrivals: Mapped[int] = mapped_column(Integer, default=0)
+    member_price_minor: Mapped[int] = mapped_column(Integer)
+    non_member_price_minor: Mapped[int] = mapped_column(Integer)
+    booking_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    booking_closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    places_per_organisation: Mapped[int | None] = mapped_column(Integer)
+    waiting_list: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(12), default="draft")
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Booking(Base):
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index("ux_bookings_arrival", "event_id", "arrival", unique=True),
+        # One live booking per email per event, whatever the code above says.
+        Index(
+            "ux_bookings_live_email",
+            "event_id",
+            "email",
+            unique=True,
+            sqlite_where=text("status != 'cancelled'"),
+            postgresql_where=text("status != 'cancelled'"),
+        ),
+        Index("ix_bookings_queue", "event_id", "status", "arrival"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(20), unique=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    arrival: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    sms: Mapped[bool] = mapped_column(Boolean, default=False)
+    member_id: Mapped[str | None] = mapped_column(String(40))
+    organisation_name: Mapped[str | None] = mapped_column(String(200))
+    organisation_key: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(12))
+    price_minor: Mapped[int] = mapped_column(Integer)
+    member_price: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_reason: Mapped[str | None] = mapped_column(String(20))
+    attendance: Mapped[str | None] = mapped_column(String(10))
+    attendance_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Reminder(Base):
+    """One reminder of one confirmed booking, for one schedule of its event."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        Index("ux_reminders_slot", "booking_id", "hours_before", "event_sequence", unique=True),
+        Index("ix_reminders_due", "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"))
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"))
+    hours_before: Mapped[int] = mapped_column(Integer)
+    event_sequence: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending, sent, void
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Memberships
+
+
 async def record_membership(session: AsyncSession, **values: object) -> None:
     """Add the membership to the read model, or bring it up to date."""
     await upsert(session, MembershipView.__table__, values, key=["membership_id"])
 
 
+async def membership(session: AsyncSession, membership_id: str) -> MembershipView | None:
+    return await session.get(MembershipView, membership_id)
+
+
 async def memberships(session: AsyncSession) -> list[MembershipView]:
     return list(await session.scalars(select(MembershipView).order_by(MembershipView.member_name)))
+
+
+async def member_named(session: AsyncSession, name: str) -> str | None:
+    """The member id of an organisation known by this name (any case), if one is."""
+    return await session.scalar(
+        select(MembershipView.member_id)
+        .where(func.lower(MembershipView.member_name) == name.strip().lower())
+        .limit(1)
+    )
+
+
+async def is_known_member(session: AsyncSession, member_id: str) -> bool:
+    found = await session.scalar(
+        select(MembershipView.member_id).where(MembershipView.member_id == member_id).limit(1)
+    )
+    return found is not None
+
+
+async def member_name(session: AsyncSession, member_id: str | None) -> str | None:
+    if member_id is None:
+        return None
+    return await session.scalar(
+        select(MembershipView.member_name).where(MembershipView.member_id == member_id).limit(1)
+    )
+
+
+async def is_member_on(session: AsyncSession, member_id: str, on: date) -> bool:
+    rows = await session.scalars(
+        select(MembershipView).where(MembershipView.member_id == member_id)
+    )
+    return any(membership_active(row.starts_on, row.ends_on, on) for row in rows)
+
+
+# Events
+
+
+async def event_for_update(session: AsyncSession, event_id: str) -> Event | None:
+    """The event, its row locked until the transaction ends (PostgreSQL; SQLite holds the
+    database's write lock from BEGIN IMMEDIATE)."""
+    return await session.scalar(
+        select(Event)
+        .where(Event.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def event(session: AsyncSession, event_id: str) -> Event | None:
+    return await session.get(Event, event_id)
+
+
+async def events(
+    session: AsyncSession, *, status: str | None = None, programme: str | None = None
+) -> list[Event]:
+    query = select(Event).order_by(Event.starts_at, Event.id)
+    if status:
+        query = query.where(Event.status == status)
+    if programme:
+        query = query.where(Event.programme == programme)
+    return list(await session.scalars(query))
+
+
+async def upcoming_published(session: AsyncSession, now: datetime) -> list[Event]:
+    return list(
+        await session.scalars(
+            select(Event)
+            .where(Event.status == "published", Event.ends_at > now)
+            .order_by(Event.starts_at, Event.id)
+        )
+    )
+
+
+async def ended_published(session: AsyncSession, now: datetime) -> list[str]:
+    return list(
+        await session.scalars(
+            select(Event.id).where(Event.status == "published", Event.ends_at <= now)
+        )
+    )
+
+
+async def take_arrival(session: AsyncSession, event: Event) -> int:
+    """The next arrival number of the event (first come, first served), under its lock."""
+    event.arrivals += 1
+    await session.flush()
+    return event.arrivals
+
+
+async def add_place(session: AsyncSession, event_id: str) -> None:
+    """One more confirmed place; the CHECK constraint refuses one beyond capacity."""
+    await session.execute(
+        update(Event).where(Event.id == event_id).values(confirmed=Event.confirmed + 1)
+    )
+
+
+async def free_place(session: AsyncSession, event_id: str) -> None:
+    await session.execute(
+        update(Event).where(Event.id == event_id).values(confirmed=Event.confirmed - 1)
+    )
+
+
+# Bookings
+
+
+async def booking_by_reference(session: AsyncSession, reference: str) -> Booking | None:
+    return await session.scalar(select(Booking).where(Booking.reference == reference.upper()))
+
+
+async def live_booking_for(session: AsyncSession, event_id: str, email: str) -> bool:
+    found = await session.scalar(
+        select(Booking.id).where(
+            Booking.event_id == event_id,
+            Booking.email == email,
+            Booking.status != "cancelled",
+        )
+    )
+    return found is not None
+
+
+async def organisation_places(session: AsyncSession, event_id: str, key: str | None) -> int:
+    if key is None:
+        return 0
+    return (
+        await session.scalar(
+            select(func.count()).where(
+                Booking.event_id == event_id,
+                Booking.organisation_key == key,
+                Booking.status != "cancelled",
+            )
+        )
+        or 0
+    )
+
+
+async def waiting(session: AsyncSession, event_id: str, limit: int | None = None) -> list[Booking]:
+    """The waiting list, head first."""
+    query = (
+        select(Booking)
+        .where(Booking.event_id == event_id, Booking.status == "waitlisted")
+        .order_by(Booking.arrival)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(await session.scalars(query))
+
+
+async def waiting_count(session: AsyncSession, event_id: str) -> int:
+    return (
+        await session.scalar(
+            select(func.count()).where(Booking.event_id == event_id, Booking.status == "waitlisted")
+        )
+        or 0
+    )
+
+
+async def waiting_position(session: AsyncSession, booking: Booking) -> int | None:
+    if booking.status != "waitlisted":
+        return None
+    ahead = await session.scalar(
+        select(func.count()).where(
+            Booking.event_id == booking.event_id,
+            Booking.status == "waitlisted",
+            Booking.arrival < booking.arrival,
+        )
+    )
+    return (ahead or 0) + 1
+
+
+async def bookings_of(
+    session: AsyncSession, event_id: str, statuses: tuple[str, ...] | None = None
+) -> list[Booking]:
+    query = select(Booking).where(Booking.event_id == event_id).order_by(Booking.arrival)
+    if statuses:
+        query = query.where(Booking.status.in_(statuses))
+    return list(await session.scalars(query))
+
+
+# Reminders
+
+
+async def void_pending_reminders(
+    session: AsyncSession, *, event_id: str | None = None, booking_id: str | None = None
+) -> int:
+    query = update(Reminder).where(Reminder.status == "pending")
+    if event_id is not None:
+        query = query.where(Reminder.event_id == event_id)
+    if booking_id is not None:
+        query = query.where(Reminder.booking_id == booking_id)
+    result = await session.execute(query.values(status="void"))
+    return result.rowcount or 0  # type: ignore[attr-defined]
+
+
+async def due_reminders(session: AsyncSession, now: datetime, limit: int) -> list[Reminder]:
+    return list(
+        await session.scalars(
+            select(Reminder)
+            .where(Reminder.status == "pending", Reminder.due_at <= now)
+            .order_by(Reminder.due_at, Reminder.id)
+            .limit(limit)
+        )
+    )
+
+
+async def claim_reminder(session: AsyncSession, reminder_id: str, now: datetime) -> bool:
+    """Mark one pending reminder sent; False if another replica (or a void) got there first."""
+    result = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.status == "pending")
+        .values(status="sent", sent_at=now)
+    )
+    return (result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+async def reminders_of(session: AsyncSession, event_id: str) -> list[Reminder]:
+    return list(
+        await session.scalars(
+            select(Reminder).where(Reminder.event_id == event_id).order_by(Reminder.due_at)
+        )
+    )

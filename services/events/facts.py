@@ -1,0 +1,116 @@
+"""How the store's rows read in facts and in replies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from contracts.events_v1 import Attendee, Booker, CalendarEntry
+from contracts.money import Money
+from services.events.domain import london
+from services.events.store import Booking, Event
+
+UID_DOMAIN = "events.vestry"
+
+
+def calendar_entry(
+    event: Event, *, sequence: int | None = None, cancelled: bool = False
+) -> CalendarEntry:
+    """The event as an iCalendar entry: one UID for its whole life, SEQUENCE as given or its own."""
+    return CalendarEntry(
+        uid=f"{event.id}@{UID_DOMAIN}",
+        sequence=event.sequence if sequence is None else sequence,
+        summary=event.title,
+        description=event.description,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        location=event.venue,
+        url=event.online_url,
+        status="CANCELLED" if cancelled or event.status == "cancelled" else "CONFIRMED",
+    )
+
+
+def booker(booking: Booking) -> Booker:
+    return Booker(name=booking.name, email=booking.email, phone=booking.phone, sms=booking.sms)
+
+
+def attendee(booking: Booking) -> Attendee:
+    return Attendee(booking_id=booking.id, reference=booking.reference, booker=booker(booking))
+
+
+def booking_fields(booking: Booking, event: Event) -> dict[str, Any]:
+    """The fields every booking fact shares."""
+    return {
+        "booking_id": booking.id,
+        "reference": booking.reference,
+        "event_id": event.id,
+        "event_title": event.title,
+        "booker": booker(booking),
+        "member_id": booking.member_id,
+        "organisation_name": booking.organisation_name,
+        "channel": booking.channel,
+    }
+
+
+def pence(amount: int) -> Money:
+    return Money(amount_minor=amount)
+
+
+def shown(amount: int) -> str:
+    return "free" if amount == 0 else f"£{amount // 100:,}.{amount % 100:02d}"
+
+
+def event_view(event: Event, *, waiting: int) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "kind": event.kind,
+        "programme": event.programme,
+        "title": event.title,
+        "description": event.description,
+        "venue": event.venue,
+        "online_url": event.online_url,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat(),
+        "starts_london": london(event.starts_at).strftime("%a %d %b %Y %H:%M"),
+        "ends_london": london(event.ends_at).strftime("%H:%M"),
+        "status": event.status,
+        "capacity": event.capacity,
+        "confirmed": event.confirmed,
+        "places_left": event.capacity - event.confirmed,
+        "waiting": waiting,
+        "waiting_list": event.waiting_list,
+        "member_price_minor": event.member_price_minor,
+        "non_member_price_minor": event.non_member_price_minor,
+        "member_price": shown(event.member_price_minor),
+        "non_member_price": shown(event.non_member_price_minor),
+        "booking_opens_at": event.booking_opens_at.isoformat() if event.booking_opens_at else None,
+        "booking_closes_at": event.booking_closes_at.isoformat(),
+        "places_per_organisation": event.places_per_organisation,
+        "sequence": event.sequence,
+    }
+
+
+def booking_view(booking: Booking, event: Event, *, position: int | None) -> dict[str, Any]:
+    status: Literal["confirmed", "waitlisted", "cancelled"] = booking.status  # type: ignore[assignment]
+    return {
+        "reference": booking.reference,
+        "booking_id": booking.id,
+        "status": status,
+        "position": position,
+        "event_id": event.id,
+        "event_title": event.title,
+        "event_status": event.status,
+        "starts_london": london(event.starts_at).strftime("%a %d %b %Y %H:%M"),
+        "name": booking.name,
+        "email": booking.email,
+        "phone": booking.phone,
+        "sms": booking.sms,
+        "member_id": booking.member_id,
+        "organisation_name": booking.organisation_name,
+        "channel": booking.channel,
+        "price_minor": booking.price_minor,
+        "price": shown(booking.price_minor),
+        "member_price": booking.member_price,
+        "arrival": booking.arrival,
+        "attendance": booking.attendance,
+        "cancelled_reason": booking.cancelled_reason,
+    }

@@ -1,0 +1,31 @@
+"""The events service's own settings, read from ``VESTRY_EVENTS_*`` at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.events.domain import DEFAULT_OFFSETS_H
+
+
+class EventsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VESTRY_EVENTS_", env_file=".env", extra="ignore")
+
+    reminder_offsets_h: list[int] = Field(
+        default=list(DEFAULT_OFFSETS_H),
+        description="Hours before the start at which each confirmed booker is reminded.",
+    )
+    timekeeper_poll_s: float = Field(
+        default=15.0, description="How often due reminders and ended events are looked for."
+    )
+    check_in_opens_h: float = Field(
+        default=2.0, description="How long before the start check-in opens, in hours."
+    )
+    phone_region: str = Field(
+        default="GB", description="Region of phone numbers given without a country code."
+    )
+    feed_url: str = Field(
+        default="https://events.vestry.invalid/",
+        description="Public address of the event listings, the Atom feed's id and link.",
+    )
+    feed_title: str = Field(default="Partnership events", description="Title of the feeds.")
