@@ -376,7 +376,7 @@ class CreateEvent(_Command):
 
 @register
 class UpdateEvent(_Command):
-    """Command: change an event's details; fields left out stay as they are.
+    """Command: change an event's details; fields left out (or null) stay as they are.
 
     Answered with what changed. Refused (``invalid``) for a capacity below the
     confirmed places or an end not after the start; (``closed``) for an event
@@ -399,6 +399,9 @@ class UpdateEvent(_Command):
     non_member_price: Money | None = Field(default=None, description="New non-member price.")
     booking_closes_at: AwareDatetime | None = Field(default=None, description="New closing time.")
     places_per_organisation: int | None = Field(default=None, ge=1, description="New limit.")
+    clear: list[Literal["venue", "online_url", "places_per_organisation"]] = Field(
+        default=[], description="Optional details to remove (a field left out stays as it is)."
+    )
 
 
 @register

@@ -606,24 +606,21 @@ EVENT_COLUMNS = (
     "booking_closes_at",
     "places_per_organisation",
 )
-# Fields an update may clear by giving null; for the others null means "leave as is".
-CLEARABLE = ("venue", "online_url", "places_per_organisation")
 
 
 def _changes(command: UpdateEvent, event: Event) -> dict[str, Any]:
-    """Column → new value, for each field the update gives that differs from the event."""
-    new: dict[str, Any] = {}
-    for name in command.model_fields_set - {"event_id"}:
+    """Column → new value, for each field the update gives (or clears) that differs from now."""
+    asked: dict[str, Any] = {}
+    for name in UpdateEvent.model_fields.keys() - {"event_id", "clear"}:
         value = getattr(command, name)
-        column = name
+        if value is None:
+            continue  # null on the wire means "leave as it is"
         if name in ("member_price", "non_member_price"):
-            column = f"{name}_minor"
-            value = value.amount_minor if value is not None else None
-        if value is None and name not in CLEARABLE:
-            continue
-        if getattr(event, column) != value:
-            new[column] = value
-    return new
+            asked[f"{name}_minor"] = value.amount_minor
+        else:
+            asked[name] = value
+    asked.update(dict.fromkeys(command.clear))
+    return {column: value for column, value in asked.items() if getattr(event, column) != value}
 
 
 def _opening(event: Event) -> Opening:
