@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from contracts.envelope import Message
+from contracts.money import Money
 from contracts.registry import register
 
 MemberName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
@@ -44,6 +45,9 @@ class JoinMember(Message):
         default=None,
         max_length=50,
         description="The member's own reference, e.g. a purchase order.",
+    )
+    phone: str | None = Field(
+        default=None, max_length=30, description="Billing contact's phone number, if given."
     )
 
 
@@ -105,3 +109,340 @@ class MembershipEnded(Message):
     member_id: str = Field(description="Id of the member organisation.")
     member_name: str = Field(description="The organisation's name.")
     ends_on: date = Field(description="Last day of the membership.")
+
+
+# Membership commands beyond joining
+
+MemberRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
+InvoiceNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)
+]
+Year = Annotated[int, Field(ge=1990, le=2200)]
+
+
+class _Command(Message):
+    KIND: ClassVar[Literal["command"]] = "command"
+    VERSION: ClassVar[int] = 1
+
+
+@register
+class ImportMembers(_Command):
+    """Command: enrol many organisations at once, all or none.
+
+    Answered with how many joined, or an error naming the first bad row (its
+    1-based ``line`` in ``field``) when any row cannot join; then nobody joins.
+    """
+
+    TYPE: ClassVar[str] = "ImportMembers"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.import_members"
+
+    members: list[JoinMember] = Field(
+        min_length=1, max_length=10_000, description="The members to enrol, in file order."
+    )
+    lines: list[int] = Field(
+        default_factory=list, description="The file line of each member, for error messages."
+    )
+
+
+@register
+class ChangeTier(_Command):
+    """Command: move a member to another tier from a date.
+
+    Answered with the credit note and invoice issued when the year was already
+    billed, or an error (``not_found``, ``invalid``, ``ended``, ``no_price``).
+    """
+
+    TYPE: ClassVar[str] = "ChangeTier"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.change_tier"
+
+    member: MemberRef = Field(description="The member's id or name.")
+    tier: TierCode = Field(description="Code of the new tier.")
+    effective_on: date = Field(description="First day at the new tier (Europe/London date).")
+
+
+@register
+class LeaveMember(_Command):
+    """Command: record that a member leaves; ``leaves_on`` is its last day.
+
+    Answered with any refund credit note the catalog grants, or an error.
+    """
+
+    TYPE: ClassVar[str] = "LeaveMember"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.leave_member"
+
+    member: MemberRef = Field(description="The member's id or name.")
+    leaves_on: date = Field(description="Last day of the membership (Europe/London date).")
+
+
+@register
+class ListMembers(_Command):
+    """Query: the members, with their tier and whether they are current. Changes nothing."""
+
+    TYPE: ClassVar[str] = "ListMembers"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.list_members"
+
+    tier: TierCode | None = Field(default=None, description="Only members at this tier.")
+
+
+@register
+class ShowMember(_Command):
+    """Query: one member, its membership and its invoices. Changes nothing."""
+
+    TYPE: ClassVar[str] = "ShowMember"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.show_member"
+
+    member: MemberRef = Field(description="The member's id or name.")
+
+
+# Invoicing
+
+
+@register
+class RunInvoicing(_Command):
+    """Command: bill every membership active in a financial year, once.
+
+    A dry run answers with the preview by tier and changes nothing. A real run
+    is recorded and answered at once with its ``run_id``; the service issues
+    the invoices in chunks, and ``InvoiceRunStatus`` follows it. Refused with
+    ``busy`` while another run of the same year is going, ``no_price`` when the
+    catalog has no prices for the year.
+    """
+
+    TYPE: ClassVar[str] = "RunInvoicing"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.run_invoicing"
+
+    year: Year = Field(description="Financial year: 2026 is 1 Apr 2026 – 31 Mar 2027.")
+    dry_run: bool = Field(default=False, description="Preview only: issue and number nothing.")
+    issued_on: date | None = Field(
+        default=None, description="Issue date printed on the invoices; today if left out."
+    )
+
+
+@register
+class InvoiceRunStatus(_Command):
+    """Query: a run's record (by id), or the runs of a year, newest first. Changes nothing."""
+
+    TYPE: ClassVar[str] = "InvoiceRunStatus"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.invoice_run_status"
+
+    run_id: str | None = Field(default=None, description="One run's id.")
+    year: Year | None = Field(default=None, description="Every run of this financial year.")
+
+
+@register
+class ListInvoices(_Command):
+    """Query: invoices and credit notes, oldest number first. Changes nothing."""
+
+    TYPE: ClassVar[str] = "ListInvoices"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.list_invoices"
+
+    year: Year | None = Field(default=None, description="Only this billing year.")
+    status: Literal["issued", "part_paid", "paid", "void", "overdue"] | None = Field(
+        default=None, description="Only invoices in this status ('overdue': unpaid past due)."
+    )
+    limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many.")
+
+
+@register
+class ShowInvoice(_Command):
+    """Query: one invoice or credit note with its lines and payments, optionally as HTML."""
+
+    TYPE: ClassVar[str] = "ShowInvoice"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.show_invoice"
+
+    number: InvoiceNumber = Field(description="The document number, e.g. INV-000001 or 1.")
+    html: bool = Field(default=False, description="Also render the printable HTML document.")
+
+
+@register
+class InvoiceSummary(_Command):
+    """Query: a year's billed, paid and outstanding amounts by tier, and aged debt."""
+
+    TYPE: ClassVar[str] = "InvoiceSummary"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.invoice_summary"
+
+    year: Year = Field(description="Financial year.")
+    on: date | None = Field(default=None, description="Age debt as at this day; today if left out.")
+
+
+@register
+class RecordPayment(_Command):
+    """Command: record money received against an invoice.
+
+    Part payments are allowed; a payment above the amount outstanding is
+    refused (``overpayment``) saying what is outstanding; an unknown invoice is
+    ``not_found``, a void one ``void``.
+    """
+
+    TYPE: ClassVar[str] = "RecordPayment"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.record_payment"
+
+    invoice: InvoiceNumber = Field(description="The invoice number.")
+    amount: Money = Field(description="The amount received.")
+    received_on: date = Field(description="The day it was received.")
+    reference: str | None = Field(default=None, max_length=100, description="Bank reference.")
+
+
+@register
+class VoidInvoice(_Command):
+    """Command: void an invoice nothing has been paid against. Refused otherwise."""
+
+    TYPE: ClassVar[str] = "VoidInvoice"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.void_invoice"
+
+    invoice: InvoiceNumber = Field(description="The invoice number.")
+    reason: str = Field(min_length=3, max_length=200, description="Why, for the record.")
+
+
+# Invoicing facts
+
+
+class _Fact(Message):
+    KIND: ClassVar[Literal["fact"]] = "fact"
+    VERSION: ClassVar[int] = 1
+
+
+class DocumentLine(BaseModel):
+    """One line of an invoice or credit note."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    description: str = Field(description="What the line is for.")
+    months: int = Field(description="Months covered; 0 for a one-off charge.")
+    net: Money = Field(description="Net amount.")
+    vat: Money = Field(description="VAT on the line, rounded half up to the penny.")
+
+
+@register
+class InvoiceIssued(_Fact):
+    """Fact: an invoice was issued with its number.
+
+    Sent once per invoice, in the transaction that numbers it: by an invoicing
+    run, a tier change, or a chargeable booking. Not sent for dry runs, nor for
+    credit notes (``CreditNoteIssued``).
+    """
+
+    TYPE: ClassVar[str] = "InvoiceIssued"
+    SUBJECT: ClassVar[str] = "subscriptions.invoice.issued"
+
+    invoice_id: str = Field(description="Id of the invoice.")
+    number: str = Field(
+        description="The invoice number, gapless in its series.", examples=["INV-000001"]
+    )
+    purpose: Literal["recurring", "tier_change", "booking"] = Field(
+        description="Why it was issued."
+    )
+    year: int = Field(description="The financial year billed.")
+    member_id: str | None = Field(description="The member billed; none for a non-member booking.")
+    billed_name: str = Field(description="Who is billed: the organisation or the person.")
+    billing_email: EmailStr = Field(description="Where the invoice goes.")
+    issued_on: date = Field(description="Issue date.")
+    due_on: date = Field(description="Payment due date.")
+    lines: list[DocumentLine] = Field(description="The invoice lines.")
+    net: Money = Field(description="Total net.")
+    vat: Money = Field(description="Total VAT.")
+    gross: Money = Field(description="Total to pay.")
+    booking_id: str | None = Field(default=None, description="The booking charged, if any.")
+
+
+@register
+class CreditNoteIssued(_Fact):
+    """Fact: a credit note was issued against an invoice.
+
+    Sent once per credit note: for a tier change's old months, a refunded
+    leaver, or a charged booking cancelled inside its refund window.
+    """
+
+    TYPE: ClassVar[str] = "CreditNoteIssued"
+    SUBJECT: ClassVar[str] = "subscriptions.credit_note.issued"
+
+    credit_note_id: str = Field(description="Id of the credit note.")
+    number: str = Field(
+        description="The credit note number, gapless in its series.", examples=["CN-000001"]
+    )
+    credits_invoice: str | None = Field(description="Number of the invoice it credits.")
+    purpose: Literal["tier_change", "leaver_refund", "booking_refund"] = Field(description="Why.")
+    member_id: str | None = Field(description="The member credited, if a member.")
+    billed_name: str = Field(description="Who is credited.")
+    billing_email: EmailStr = Field(description="Where the credit note goes.")
+    issued_on: date = Field(description="Issue date.")
+    lines: list[DocumentLine] = Field(description="The credit note lines.")
+    net: Money = Field(description="Total net credited.")
+    vat: Money = Field(description="Total VAT credited.")
+    gross: Money = Field(description="Total credited.")
+
+
+@register
+class InvoicePaid(_Fact):
+    """Fact: a payment was recorded against an invoice.
+
+    Sent once per payment recorded; ``fully_paid`` says whether nothing is
+    left outstanding. Not sent for a refused payment.
+    """
+
+    TYPE: ClassVar[str] = "InvoicePaid"
+    SUBJECT: ClassVar[str] = "subscriptions.invoice.paid"
+
+    invoice_id: str = Field(description="Id of the invoice.")
+    number: str = Field(description="The invoice number.")
+    payment_id: str = Field(description="Id of the payment.")
+    amount: Money = Field(description="Amount of this payment.")
+    outstanding: Money = Field(description="What is still owed after it.")
+    fully_paid: bool = Field(description="True when nothing is left outstanding.")
+    received_on: date = Field(description="When the money was received.")
+    billing_email: EmailStr = Field(description="The billing contact.")
+
+
+@register
+class InvoiceOverdue(_Fact):
+    """Fact: an unpaid invoice reached a reminder stage.
+
+    Sent by the daily sweep at most once per invoice and stage: first a day
+    after the due date, second at 14 days, final at 30. Not sent for paid or
+    void invoices.
+    """
+
+    TYPE: ClassVar[str] = "InvoiceOverdue"
+    SUBJECT: ClassVar[str] = "subscriptions.invoice.overdue"
+
+    invoice_id: str = Field(description="Id of the invoice.")
+    number: str = Field(description="The invoice number.")
+    stage: Literal["first", "second", "final"] = Field(description="Reminder stage.")
+    days_overdue: int = Field(description="Days past the due date.")
+    due_on: date = Field(description="The due date.")
+    outstanding: Money = Field(description="What is owed.")
+    billed_name: str = Field(description="Who owes it.")
+    billing_email: EmailStr = Field(description="Where the reminder goes.")
+
+
+@register
+class InvoiceVoided(_Fact):
+    """Fact: an invoice was voided. Sent once, when it is; never for a paid invoice."""
+
+    TYPE: ClassVar[str] = "InvoiceVoided"
+    SUBJECT: ClassVar[str] = "subscriptions.invoice.voided"
+
+    invoice_id: str = Field(description="Id of the invoice.")
+    number: str = Field(description="The invoice number.")
+    reason: str = Field(description="Why it was voided.")
+
+
+@register
+class InvoiceRunCompleted(_Fact):
+    """Fact: an invoicing run finished.
+
+    Sent once per run that completes, with its counts; not for dry runs, nor
+    for a run that was interrupted (the run that resumes it sends its own).
+    """
+
+    TYPE: ClassVar[str] = "InvoiceRunCompleted"
+    SUBJECT: ClassVar[str] = "subscriptions.invoice_run.completed"
+
+    run_id: str = Field(description="Id of the run.")
+    year: int = Field(description="Financial year billed.")
+    issued: int = Field(description="Invoices this run issued.")
+    already_billed: int = Field(description="Memberships billed for the year before it.")
+    net: Money = Field(description="Net total of the invoices it issued.")
+    gross: Money = Field(description="Gross total of the invoices it issued.")
+    started_at: AwareDatetime = Field(description="When it started, UTC.")
+    finished_at: AwareDatetime = Field(description="When it finished, UTC.")
