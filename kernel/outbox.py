@@ -31,6 +31,25 @@ async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
     )
 
 
+async def add_many(session: AsyncSession, facts: list[tuple[Envelope, str]]) -> None:
+    """Queue many (envelope, subject) pairs in one statement; they leave only if it commits."""
+    if not facts:
+        return
+    now = datetime.now(UTC)
+    await session.execute(
+        outbox_table.insert(),
+        [
+            {
+                "id": envelope.id,
+                "subject": subject,
+                "payload": envelope.to_bytes(),
+                "created_at": now,
+            }
+            for envelope, subject in facts
+        ],
+    )
+
+
 class Publisher:
     """What a handler publishes through: facts land in the outbox of the open transaction."""
 
