@@ -4,15 +4,77 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts.subscriptions_v1 import JoinMember
+from contracts import subscriptions_v1 as messages
+from contracts.events_v1 import BookingCancelled, BookingChargeable
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.subscriptions import NAME, handlers
+from services.subscriptions import NAME, invoicing, sweeps
+from services.subscriptions.handlers import Clock, Subscriptions, utc_now
+from services.subscriptions.settings import BillingSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_service(settings: Settings | None = None) -> Service:
+def create_service(
+    settings: Settings | None = None,
+    *,
+    billing: BillingSettings | None = None,
+    clock: Clock = utc_now,
+) -> Service:
     service = Service(NAME, migrations_dir=MIGRATIONS, settings=settings)
-    service.command(JoinMember)(handlers.join_member)
+    billing = billing or BillingSettings()
+    catalog = billing.catalog()
+    runner = invoicing.Runner(
+        service.sessions,
+        catalog,
+        clock,
+        due_days=billing.invoice_due_days,
+        chunk=billing.invoice_run_chunk,
+        pause_s=billing.invoice_run_pause_s,
+        lease_s=billing.invoice_run_lease_s,
+        on_commit=service.wake_relay,
+    )
+    handlers = Subscriptions(billing, catalog, clock, runner)
+    automation = sweeps.Automation(
+        service.sessions,
+        catalog,
+        clock,
+        day=billing.invoicing_day,
+        at=billing.invoicing_time,
+        lease_s=billing.invoice_run_lease_s,
+        on_run=runner.wake,
+        on_commit=service.wake_relay,
+    )
+
+    for model, handler in (
+        (messages.JoinMember, handlers.join_member),
+        (messages.ImportMembers, handlers.import_members),
+        (messages.ChangeTier, handlers.change_tier),
+        (messages.LeaveMember, handlers.leave_member),
+        (messages.ListMembers, handlers.list_members),
+        (messages.ShowMember, handlers.show_member),
+        (messages.RunInvoicing, handlers.run_invoicing),
+        (messages.InvoiceRunStatus, handlers.invoice_run_status),
+        (messages.ListInvoices, handlers.list_invoices),
+        (messages.ShowInvoice, handlers.show_invoice),
+        (messages.InvoiceSummary, handlers.invoice_summary),
+        (messages.RecordPayment, handlers.record_payment),
+        (messages.VoidInvoice, handlers.void_invoice),
+    ):
+        service.command(model)(handler)
+    service.consume(BookingChargeable)(handlers.booking_chargeable)
+    service.consume(BookingCancelled)(handlers.booking_cancelled)
+
+    async def run_invoicing(_: Service) -> None:
+        await runner.run_forever(poll_s=0.25)
+
+    service.worker(run_invoicing)
+    if billing.automation:
+
+        async def automate(_: Service) -> None:
+            await automation.run_forever(billing.automation_tick_s)
+
+        service.worker(automate)
+    service.runner = runner  # type: ignore[attr-defined]
+    service.automation = automation  # type: ignore[attr-defined]
     return service

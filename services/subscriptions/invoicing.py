@@ -1,0 +1,555 @@
+"""Issuing documents and running a year's invoicing: the store side of the billing rules.
+
+A run is a row in ``invoice_runs``. Asking for one records it (``queued``) and
+answers at once; the runner claims it with a lease, then issues invoices in
+chunks, one transaction per chunk: numbers, invoices, lines, the run's counts
+and the ``InvoiceIssued`` facts commit together. A process that dies mid-run
+leaves the run ``running`` with a lease that lapses; the next runner (or a new
+request) takes it over and bills only who is still unbilled. The unique index
+on (membership, year) for recurring invoices backs this in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import Envelope
+from contracts.envelope import derived_message_id
+from contracts.money import Money
+from contracts.subscriptions_v1 import (
+    CreditNoteIssued,
+    DocumentLine,
+    InvoiceIssued,
+    InvoiceRunCompleted,
+)
+from kernel import outbox
+from kernel.outbox import Publisher
+from services.subscriptions.domain import Catalog, Charge
+from services.subscriptions.domain.billing import due_date, recurring_charge
+from services.subscriptions.domain.catalog import year_ends, year_starts
+from services.subscriptions.store import (
+    CREDIT_NOTE_SERIES,
+    INVOICE_SERIES,
+    Invoice,
+    InvoiceLine,
+    InvoiceRun,
+    Member,
+    Membership,
+    display_number,
+    renew_lease,
+    take_numbers,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+ACTIVE = ("queued", "running")
+
+
+class RunBusy(Exception):
+    """Raised when a run of the same year is already going."""
+
+    def __init__(self, run: InvoiceRun) -> None:
+        super().__init__(
+            f"invoicing run {run.id} for {run.year} is already {run.status} "
+            f"({run.issued} issued so far); wait for it to finish"
+        )
+        self.run = run
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Billed:
+    """Who a document is for."""
+
+    member_id: str | None
+    membership_id: str | None
+    name: str
+    email: str
+
+
+def _money(pence: int) -> Money:
+    return Money(amount_minor=pence)
+
+
+def _lines(charge: Charge) -> list[DocumentLine]:
+    return [
+        DocumentLine(
+            description=line.description,
+            months=line.months,
+            net=_money(line.net_pence),
+            vat=_money(line.vat_pence),
+        )
+        for line in charge.lines
+    ]
+
+
+def _rows(
+    charge: Charge,
+    *,
+    invoice_id: str,
+    series: str,
+    number: int,
+    billed: Billed,
+    issued_on: date,
+    due_on: date | None,
+    tier: str | None = None,
+    **extra: Any,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    invoice = {
+        "id": invoice_id,
+        "kind": charge.kind,
+        "series": series,
+        "number": number,
+        "purpose": charge.purpose,
+        "year": charge.year,
+        "membership_id": billed.membership_id,
+        "member_id": billed.member_id,
+        "tier": tier,
+        "billed_name": billed.name,
+        "billing_email": billed.email,
+        "issued_on": issued_on,
+        "due_on": due_on,
+        "net_pence": charge.net_pence,
+        "vat_pence": charge.vat_pence,
+        "gross_pence": charge.gross_pence,
+        "paid_pence": 0,
+        "status": "issued",
+        "credits_invoice_id": None,
+        "booking_id": None,
+        "refund_until": None,
+        "run_id": None,
+        "void_reason": None,
+        **extra,
+    }
+    lines = [
+        {
+            "invoice_id": invoice_id,
+            "position": position,
+            "description": line.description,
+            "tier": line.tier,
+            "months": line.months,
+            "net_pence": line.net_pence,
+            "vat_basis_points": line.vat_basis_points,
+            "vat_pence": line.vat_pence,
+        }
+        for position, line in enumerate(charge.lines, 1)
+    ]
+    return invoice, lines
+
+
+def invoice_issued(invoice: dict[str, Any], charge: Charge) -> InvoiceIssued:
+    return InvoiceIssued(
+        invoice_id=invoice["id"],
+        number=display_number(invoice["series"], invoice["number"]),
+        purpose=charge.purpose,  # type: ignore[arg-type]
+        year=charge.year,
+        member_id=invoice["member_id"],
+        billed_name=invoice["billed_name"],
+        billing_email=invoice["billing_email"],
+        issued_on=invoice["issued_on"],
+        due_on=invoice["due_on"],
+        lines=_lines(charge),
+        net=_money(charge.net_pence),
+        vat=_money(charge.vat_pence),
+        gross=_money(charge.gross_pence),
+        booking_id=invoice["booking_id"],
+    )
+
+
+async def issue(
+    session: AsyncSession,
+    publish: Publisher,
+    charge: Charge,
+    *,
+    billed: Billed,
+    issued_on: date,
+    due_days: int,
+    tier: str | None = None,
+    credits: Invoice | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Number and store one invoice or credit note and publish its fact; returns its row."""
+    series = INVOICE_SERIES if charge.kind == "invoice" else CREDIT_NOTE_SERIES
+    number = await take_numbers(session, series, 1)
+    invoice, lines = _rows(
+        charge,
+        invoice_id=str(uuid.uuid4()),
+        series=series,
+        number=number,
+        billed=billed,
+        issued_on=issued_on,
+        due_on=due_date(issued_on, due_days) if charge.kind == "invoice" else None,
+        tier=tier,
+        credits_invoice_id=credits.id if credits else None,
+        **extra,
+    )
+    await session.execute(insert(Invoice), [invoice])
+    await session.execute(insert(InvoiceLine), lines)
+    if charge.kind == "invoice":
+        await publish(
+            invoice_issued(invoice, charge), id=derived_message_id("InvoiceIssued", invoice["id"])
+        )
+    else:
+        await publish(
+            CreditNoteIssued(
+                credit_note_id=invoice["id"],
+                number=display_number(series, number),
+                credits_invoice=credits.display_number if credits else None,
+                purpose=charge.purpose,  # type: ignore[arg-type]
+                member_id=billed.member_id,
+                billed_name=billed.name,
+                billing_email=billed.email,
+                issued_on=issued_on,
+                lines=_lines(charge),
+                net=_money(charge.net_pence),
+                vat=_money(charge.vat_pence),
+                gross=_money(charge.gross_pence),
+            ),
+            id=derived_message_id("CreditNoteIssued", invoice["id"]),
+        )
+    return invoice
+
+
+# Which memberships a year bills
+
+
+def _active_in(year: int) -> Any:
+    return and_(
+        Membership.starts_on <= year_ends(year),
+        or_(Membership.ends_on.is_(None), Membership.ends_on >= year_starts(year)),
+    )
+
+
+def _billed_in(year: int) -> Any:
+    return exists().where(
+        Invoice.membership_id == Membership.id,
+        Invoice.year == year,
+        Invoice.purpose == "recurring",
+    )
+
+
+async def count_unbilled(session: AsyncSession, year: int) -> int:
+    return (
+        await session.scalar(
+            select(func.count()).select_from(Membership).where(_active_in(year), ~_billed_in(year))
+        )
+        or 0
+    )
+
+
+async def count_billed(session: AsyncSession, year: int) -> int:
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(Invoice)
+            .where(Invoice.year == year, Invoice.purpose == "recurring")
+        )
+        or 0
+    )
+
+
+async def unbilled(
+    session: AsyncSession, year: int, *, after: str = "", limit: int | None = None
+) -> list[tuple[Membership, Member]]:
+    """Memberships active in ``year`` with no recurring invoice for it, by name: the run
+    numbers invoices in alphabetical order of member."""
+    query = (
+        select(Membership, Member)
+        .join(Member, Member.id == Membership.member_id)
+        .where(_active_in(year), ~_billed_in(year), Member.name_key > after)
+        .order_by(Member.name_key)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [(membership, member) for membership, member in await session.execute(query)]
+
+
+def charge_for(catalog: Catalog, year: int, membership: Membership) -> Charge | None:
+    tier = catalog.tier(membership.tier)
+    return recurring_charge(
+        year=year,
+        tier_code=tier.code,
+        tier_label=tier.label,
+        price=tier.price_for(year),
+        starts_on=membership.starts_on,
+        ends_on=membership.ends_on,
+        refund_leavers=catalog.refund_leavers,
+    )
+
+
+async def preview(session: AsyncSession, catalog: Catalog, year: int) -> dict[str, Any]:
+    """What a run of ``year`` would issue now, by tier; numbers nothing, changes nothing."""
+    catalog.check_year(year)
+    by_tier: dict[str, dict[str, Any]] = {}
+    for membership, _member in await unbilled(session, year):
+        charge = charge_for(catalog, year, membership)
+        if charge is None:
+            continue
+        row = by_tier.setdefault(
+            membership.tier,
+            {"tier": membership.tier, "members": 0, "net": 0, "vat": 0, "gross": 0},
+        )
+        row["members"] += 1
+        row["net"] += charge.net_pence
+        row["vat"] += charge.vat_pence
+        row["gross"] += charge.gross_pence
+    tiers = [by_tier[code] for code in sorted(by_tier)]
+    return {
+        "year": year,
+        "dry_run": True,
+        "tiers": tiers,
+        "to_issue": sum(t["members"] for t in tiers),
+        "already_billed": await count_billed(session, year),
+        "net": sum(t["net"] for t in tiers),
+        "vat": sum(t["vat"] for t in tiers),
+        "gross": sum(t["gross"] for t in tiers),
+    }
+
+
+# Runs
+
+
+async def request_run(
+    session: AsyncSession,
+    catalog: Catalog,
+    *,
+    year: int,
+    issued_on: date,
+    now: datetime,
+    lease_s: float,
+    trigger: str = "operator",
+) -> InvoiceRun:
+    """Record a run of ``year`` for the runner; raises RunBusy or CatalogError.
+
+    A run whose lease lapsed (its process died) is marked interrupted: the new
+    run bills whoever it left unbilled.
+    """
+    catalog.check_year(year)
+    for other in await session.scalars(
+        select(InvoiceRun).where(InvoiceRun.year == year, InvoiceRun.status.in_(ACTIVE))
+    ):
+        if _aware(other.lease_until) > now:
+            raise RunBusy(other)
+        other.status = "interrupted"
+        other.error = "its process stopped answering; taken over by a new run"
+    run = InvoiceRun(
+        id=str(uuid.uuid4()),
+        year=year,
+        status="queued",
+        trigger=trigger,
+        issued_on=issued_on,
+        created_at=now,
+        lease_until=now + timedelta(seconds=lease_s),
+        to_bill=await count_unbilled(session, year),
+        already_billed=await count_billed(session, year),
+        issued=0,
+        skipped=0,
+        net_pence=0,
+        gross_pence=0,
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def run_record(run: InvoiceRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "year": run.year,
+        "status": run.status,
+        "trigger": run.trigger,
+        "issued_on": run.issued_on.isoformat(),
+        "created_at": _aware(run.created_at).isoformat(),
+        "started_at": _aware(run.started_at).isoformat() if run.started_at else None,
+        "finished_at": _aware(run.finished_at).isoformat() if run.finished_at else None,
+        "to_bill": run.to_bill,
+        "already_billed": run.already_billed,
+        "issued": run.issued,
+        "skipped": run.skipped,
+        "net": run.net_pence,
+        "gross": run.gross_pence,
+        "error": run.error,
+    }
+
+
+@dataclass
+class Runner:
+    """Claims queued (or abandoned) runs and issues their invoices in chunks."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: Catalog
+    clock: Clock
+    due_days: int = 30
+    chunk: int = 1000
+    pause_s: float = 0.0
+    lease_s: float = 30.0
+    on_commit: Callable[[], None] = lambda: None
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        self.owner = self.owner or new_owner()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self, poll_s: float = 1.0) -> None:
+        while True:
+            try:
+                while await self.run_next():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("invoicing runner failed; trying again")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+
+    async def claim(self) -> InvoiceRun | None:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            candidates = await session.scalars(
+                select(InvoiceRun)
+                .where(InvoiceRun.status.in_(ACTIVE))
+                .order_by(InvoiceRun.created_at)
+            )
+            for run in candidates:
+                if run.status == "running" and _aware(run.lease_until) > now:
+                    continue  # someone is on it
+                if run.status == "running":
+                    log.warning("taking over invoicing run %s abandoned by %s", run.id, run.owner)
+                run.status = "running"
+                run.owner = self.owner
+                run.started_at = run.started_at or now
+                run.lease_until = now + timedelta(seconds=self.lease_s)
+                return run
+        return None
+
+    async def run_next(self) -> bool:
+        """Claim one run and take it to the end; False if there was none to claim."""
+        run = await self.claim()
+        if run is None:
+            return False
+        log.info("invoicing run %s for %s: %d to bill", run.id, run.year, run.to_bill)
+        after = ""
+        while True:
+            async with self.sessions() as session, session.begin():
+                issued, after = await self._chunk(session, run, after)
+            self.on_commit()
+            if issued is None:
+                return True
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
+            else:
+                await asyncio.sleep(0)  # let other commands at the store between chunks
+
+    async def _chunk(
+        self, session: AsyncSession, run: InvoiceRun, after: str
+    ) -> tuple[int | None, str]:
+        """Issue the next chunk; returns (how many, cursor), or (None, _) when the run is over."""
+        now = self.clock()
+        if not await renew_lease(
+            session, run.id, self.owner, now + timedelta(seconds=self.lease_s)
+        ):
+            log.warning("invoicing run %s was taken over; stopping here", run.id)
+            return None, after
+        record = await session.get(InvoiceRun, run.id)
+        assert record is not None
+        batch = await unbilled(session, run.year, after=after, limit=self.chunk)
+        if not batch:
+            await self._finish(session, record, now)
+            return None, after
+        charges = []
+        for membership, member in batch:
+            charge = charge_for(self.catalog, run.year, membership)
+            if charge is None:
+                record.skipped += 1
+            else:
+                charges.append((membership, member, charge))
+        first = await take_numbers(session, INVOICE_SERIES, len(charges)) if charges else 0
+        invoices, lines, facts = [], [], []
+        occurred = now
+        due_on = due_date(record.issued_on, self.due_days)
+        for offset, (membership, member, charge) in enumerate(charges):
+            invoice, invoice_lines = _rows(
+                charge,
+                invoice_id=str(uuid.uuid4()),
+                series=INVOICE_SERIES,
+                number=first + offset,
+                billed=Billed(member.id, membership.id, member.name, membership.billing_email),
+                issued_on=record.issued_on,
+                due_on=due_on,
+                tier=membership.tier,
+                run_id=record.id,
+            )
+            invoices.append(invoice)
+            lines += invoice_lines
+            facts.append(
+                (
+                    Envelope.wrap(
+                        invoice_issued(invoice, charge),
+                        id=derived_message_id("InvoiceIssued", invoice["id"]),
+                        correlation_id=record.id,
+                        occurred_at=occurred,
+                    ),
+                    InvoiceIssued.SUBJECT,
+                )
+            )
+            record.net_pence += charge.net_pence
+            record.gross_pence += charge.gross_pence
+        if invoices:
+            await session.execute(insert(Invoice), invoices)
+            await session.execute(insert(InvoiceLine), lines)
+            await outbox.add_many(session, facts)
+        record.issued += len(invoices)
+        return len(invoices), batch[-1][1].name_key
+
+    async def _finish(self, session: AsyncSession, record: InvoiceRun, now: datetime) -> None:
+        record.status = "completed"
+        record.finished_at = now
+        assert record.started_at is not None
+        envelope = Envelope.wrap(
+            InvoiceRunCompleted(
+                run_id=record.id,
+                year=record.year,
+                issued=record.issued,
+                already_billed=record.already_billed,
+                net=_money(record.net_pence),
+                gross=_money(record.gross_pence),
+                started_at=_aware(record.started_at),
+                finished_at=now,
+            ),
+            id=derived_message_id("InvoiceRunCompleted", record.id),
+            correlation_id=record.id,
+        )
+        await outbox.add_many(session, [(envelope, InvoiceRunCompleted.SUBJECT)])
+        log.info(
+            "invoicing run %s for %s completed: %d issued, %d already billed",
+            record.id,
+            record.year,
+            record.issued,
+            record.already_billed,
+        )
