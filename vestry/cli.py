@@ -17,6 +17,7 @@ from rich.table import Table
 from contracts.subscriptions_v1 import JoinMember
 from kernel.commands import request
 from kernel.settings import Settings
+from vestry import cli_events
 from vestry import demo as demo_job
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
@@ -39,6 +40,10 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(db_app, name="db")
 app.add_typer(members_app, name="members")
 app.add_typer(mail_app, name="mail")
+app.add_typer(cli_events.events_app, name="events")
+app.add_typer(cli_events.bookings_app, name="bookings")
+app.command("book")(cli_events.book)
+app.command("checkin")(cli_events.checkin)
 
 
 @app.callback()

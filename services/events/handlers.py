@@ -9,7 +9,7 @@ bookings, cancellations and replicas take their turns.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts.envelope import derived_message_id
@@ -98,15 +98,15 @@ class EventsHandlers:
             description=command.description,
             venue=command.venue,
             online_url=command.online_url,
-            starts_at=command.starts_at,
-            ends_at=command.ends_at,
+            starts_at=_utc(command.starts_at),
+            ends_at=_utc(command.ends_at),
             capacity=command.capacity,
             confirmed=0,
             arrivals=0,
             member_price_minor=command.member_price.amount_minor,
             non_member_price_minor=command.non_member_price.amount_minor,
-            booking_opens_at=command.booking_opens_at,
-            booking_closes_at=closes,
+            booking_opens_at=_utc(command.booking_opens_at),
+            booking_closes_at=_utc(closes),
             places_per_organisation=command.places_per_organisation,
             waiting_list=command.waiting_list,
             status="draft",
@@ -618,9 +618,14 @@ def _changes(command: UpdateEvent, event: Event) -> dict[str, Any]:
         if name in ("member_price", "non_member_price"):
             asked[f"{name}_minor"] = value.amount_minor
         else:
-            asked[name] = value
+            asked[name] = _utc(value) if isinstance(value, datetime) else value
     asked.update(dict.fromkeys(command.clear))
     return {column: value for column, value in asked.items() if getattr(event, column) != value}
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Instants are stored, compared and published in UTC, whatever offset they came with."""
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def _opening(event: Event) -> Opening:
