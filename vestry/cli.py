@@ -6,7 +6,6 @@ import asyncio
 import signal
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,16 +13,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from contracts.subscriptions_v1 import JoinMember
-from kernel.commands import request
 from kernel.settings import Settings
-from vestry import cli_events
+from vestry import cli_events, cli_subscriptions
 from vestry import demo as demo_job
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
 from vestry.mailcapture import read_mailbox
-from vestry.terminal import Options, console, emit, errors, fail, options_of, refuse, run
+from vestry.terminal import Options, console, emit, errors, fail, options_of, run
 
 T = TypeVar("T")
 
@@ -34,11 +31,13 @@ app = typer.Typer(
 )
 contracts_app = typer.Typer(no_args_is_help=True, help="The message contracts.")
 db_app = typer.Typer(no_args_is_help=True, help="The services' stores.")
-members_app = typer.Typer(no_args_is_help=True, help="Member organisations.")
 mail_app = typer.Typer(no_args_is_help=True, help="Mail captured by the development stack.")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(db_app, name="db")
-app.add_typer(members_app, name="members")
+app.add_typer(cli_subscriptions.members_app, name="members")
+app.command("invoice-run")(cli_subscriptions.invoice_run)
+app.add_typer(cli_subscriptions.invoices_app, name="invoices")
+app.add_typer(cli_subscriptions.payments_app, name="payments")
 app.add_typer(mail_app, name="mail")
 app.add_typer(cli_events.events_app, name="events")
 app.add_typer(cli_events.bookings_app, name="bookings")
@@ -319,51 +318,6 @@ def db_upgrade(
 
         revision = asyncio.run(migrate())
         console.print(f"{name}: {redacted(url)} at revision {revision}")
-
-
-# Members
-
-
-@members_app.command("add")
-def members_add(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Option(help="The organisation's name.")],
-    tier: Annotated[str, typer.Option(help="Tier code: upper-tier, district or public-service.")],
-    email: Annotated[str, typer.Option(help="Billing contact's email.")],
-    joined: Annotated[
-        str | None, typer.Option(help="First day, YYYY-MM-DD (default today).")
-    ] = None,
-    reference: Annotated[str | None, typer.Option(help="The member's own reference.")] = None,
-) -> None:
-    """Enrol a member organisation."""
-    from pydantic import ValidationError
-
-    from kernel.commands import validation_error
-
-    options = options_of(ctx)
-    try:
-        command = JoinMember(
-            name=name,
-            tier=tier,
-            billing_email=email,
-            joined_on=joined or date.today().isoformat(),
-            reference=reference,
-        )  # type: ignore[arg-type]
-    except ValidationError as invalid:
-        refuse(validation_error(invalid), options)
-
-    async def join() -> dict[str, Any]:
-        async with connected(options.nats) as nc:
-            return await request(nc, command)
-
-    reply = run(options, join())
-    emit(
-        options,
-        {"ok": True, **reply},
-        lambda: console.print(
-            f"[green]{command.name}[/] joined at the {command.tier} tier (member {reply['member_id']})."
-        ),
-    )
 
 
 # Captured mail
