@@ -3,18 +3,20 @@ and the facts JetStream holds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import nats
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from contracts import Envelope
-from contracts.events_v1 import CreateEvent, PublishEvent
+from contracts.events_v1 import CheckIn, CreateEvent, PublishEvent
 from contracts.money import Money
-from kernel.commands import request
+from kernel.commands import CommandFailed, ServiceUnavailable, request
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events.app import create_service
@@ -49,7 +51,26 @@ async def events_service(
         for _ in range(replicas):
             service = create_service(settings, events_settings=own, clock=clock)
             services.append(await stack.enter_async_context(service.running()))
+        await _answering(settings.nats_url)
         yield services
+
+
+async def _answering(url: str, timeout: float = 10.0) -> None:
+    """Wait until the server routes the last command the service subscribed to."""
+    nc = await nats.connect(url)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await request(nc, CheckIn(reference="READY-PROBE"))
+            except CommandFailed:
+                return  # refused as unknown: the service answers
+            except ServiceUnavailable:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+    finally:
+        await nc.close()
 
 
 def event_command(**overrides: Any) -> CreateEvent:

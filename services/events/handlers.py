@@ -310,48 +310,56 @@ class EventsHandlers:
                 ) from None
         if command.sms and phone is None:
             raise Refused("invalid", "SMS needs a phone number", "sms")
-        event = await _locked_event(ctx, command.event_id)
         member_id = command.member_id
-        if member_id is not None and not await store.is_known_member(ctx.session, member_id):
+        if member_id is None and command.organisation_name:
+            member_id = await store.member_named(ctx.session, command.organisation_name)
+        memberships = await store.memberships_of(ctx.session, member_id) if member_id else []
+        if member_id is not None and not memberships:
             raise Refused(
                 "not_found", f"no member organisation has the id {member_id!r}", "member_id"
             )
-        if member_id is None and command.organisation_name:
-            member_id = await store.member_named(ctx.session, command.organisation_name)
-        organisation_key = member_id or (command.organisation_name or "").strip().lower() or None
+        organisation_name = command.organisation_name or (
+            memberships[0].member_name if memberships else None
+        )
+        organisation_key = member_id or (organisation_name or "").strip().lower() or None
         email = str(command.email).lower()
+        locked = await store.event_and_queue_for_update(
+            ctx.session, command.event_id, email=email, organisation_key=organisation_key
+        )
+        if locked is None:
+            raise Refused("not_found", f"no event has the id {command.event_id!r}", "event_id")
+        event, queue = locked
+        event_day = domain.london(event.starts_at).date()
+        is_member = any(
+            domain.membership_active(m.starts_on, m.ends_on, event_day) for m in memberships
+        )
         try:
             place = domain.decide_place(
                 _opening(event),
                 now=now,
-                already_booked=await store.live_booking_for(ctx.session, event.id, email),
-                organisation_places=await store.organisation_places(
-                    ctx.session, event.id, organisation_key
-                ),
+                already_booked=queue.already_booked,
+                organisation_places=queue.organisation_places,
             )
         except domain.BookingRefused as refused:
             raise Refused(refused.code, str(refused), refused.field) from None
-        is_member = member_id is not None and await store.is_member_on(
-            ctx.session, member_id, domain.london(event.starts_at).date()
-        )
         price, member_price = domain.price_for(
             is_member=is_member,
             member_price=event.member_price_minor,
             non_member_price=event.non_member_price_minor,
         )
+        event.arrivals += 1  # under the event's lock: first come, first served
         booking = Booking(
             id=str(uuid.uuid4()),
             reference=domain.new_reference(),
             event_id=event.id,
-            arrival=await store.take_arrival(ctx.session, event),
+            arrival=event.arrivals,
             status=place,
             name=command.name,
             email=email,
             phone=phone,
             sms=command.sms,
             member_id=member_id,
-            organisation_name=command.organisation_name
-            or await store.member_name(ctx.session, member_id),
+            organisation_name=organisation_name,
             organisation_key=organisation_key,
             channel=command.channel,
             price_minor=price,
@@ -363,11 +371,9 @@ class EventsHandlers:
         position = None
         if place == "confirmed":
             event.confirmed += 1
-            await ctx.session.flush()
             await self.confirm(ctx.session, ctx.publish, booking, event, promoted=False)
         else:
-            await ctx.session.flush()
-            position = await store.waiting_position(ctx.session, booking)
+            position = queue.waiting + 1  # joins the tail
             await ctx.publish(
                 BookingWaitlisted(**booking_fields(booking, event), position=position),
                 id=derived_message_id("BookingWaitlisted", booking.id),

@@ -10,6 +10,7 @@ code fails the transaction instead of overbooking.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
@@ -23,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     func,
     select,
     text,
@@ -32,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kernel.store import upsert
-from services.events.domain import membership_active
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -189,26 +190,10 @@ async def member_named(session: AsyncSession, name: str) -> str | None:
     )
 
 
-async def is_known_member(session: AsyncSession, member_id: str) -> bool:
-    found = await session.scalar(
-        select(MembershipView.member_id).where(MembershipView.member_id == member_id).limit(1)
+async def memberships_of(session: AsyncSession, member_id: str) -> list[MembershipView]:
+    return list(
+        await session.scalars(select(MembershipView).where(MembershipView.member_id == member_id))
     )
-    return found is not None
-
-
-async def member_name(session: AsyncSession, member_id: str | None) -> str | None:
-    if member_id is None:
-        return None
-    return await session.scalar(
-        select(MembershipView.member_name).where(MembershipView.member_id == member_id).limit(1)
-    )
-
-
-async def is_member_on(session: AsyncSession, member_id: str, on: date) -> bool:
-    rows = await session.scalars(
-        select(MembershipView).where(MembershipView.member_id == member_id)
-    )
-    return any(membership_active(row.starts_on, row.ends_on, on) for row in rows)
 
 
 # Events
@@ -258,26 +243,6 @@ async def ended_published(session: AsyncSession, now: datetime) -> list[str]:
     )
 
 
-async def take_arrival(session: AsyncSession, event: Event) -> int:
-    """The next arrival number of the event (first come, first served), under its lock."""
-    event.arrivals += 1
-    await session.flush()
-    return event.arrivals
-
-
-async def add_place(session: AsyncSession, event_id: str) -> None:
-    """One more confirmed place; the CHECK constraint refuses one beyond capacity."""
-    await session.execute(
-        update(Event).where(Event.id == event_id).values(confirmed=Event.confirmed + 1)
-    )
-
-
-async def free_place(session: AsyncSession, event_id: str) -> None:
-    await session.execute(
-        update(Event).where(Event.id == event_id).values(confirmed=Event.confirmed - 1)
-    )
-
-
 # Bookings
 
 
@@ -285,30 +250,43 @@ async def booking_by_reference(session: AsyncSession, reference: str) -> Booking
     return await session.scalar(select(Booking).where(Booking.reference == reference.upper()))
 
 
-async def live_booking_for(session: AsyncSession, event_id: str, email: str) -> bool:
-    found = await session.scalar(
-        select(Booking.id).where(
-            Booking.event_id == event_id,
-            Booking.email == email,
-            Booking.status != "cancelled",
-        )
-    )
-    return found is not None
+@dataclass(frozen=True)
+class Queue:
+    """What a new booking needs to know about the event's bookings, read in one query."""
+
+    already_booked: bool
+    organisation_places: int
+    waiting: int
 
 
-async def organisation_places(session: AsyncSession, event_id: str, key: str | None) -> int:
-    if key is None:
-        return 0
-    return (
-        await session.scalar(
-            select(func.count()).where(
-                Booking.event_id == event_id,
-                Booking.organisation_key == key,
-                Booking.status != "cancelled",
+async def event_and_queue_for_update(
+    session: AsyncSession, event_id: str, *, email: str, organisation_key: str | None
+) -> tuple[Event, Queue] | None:
+    """The event, locked as ``event_for_update`` locks it, with what a new booking needs to
+    know of its bookings: whether ``email`` holds a live one, the organisation's live
+    places and the waiting list's length. One round trip, as a booking rush wants."""
+    live = and_(Booking.event_id == event_id, Booking.status != "cancelled")
+    row = (
+        await session.execute(
+            select(
+                Event,
+                select(func.count()).where(live, Booking.email == email).scalar_subquery(),
+                select(func.count())
+                .where(live, Booking.organisation_key == organisation_key)
+                .scalar_subquery(),
+                select(func.count())
+                .where(Booking.event_id == event_id, Booking.status == "waitlisted")
+                .scalar_subquery(),
             )
+            .where(Event.id == event_id)
+            .with_for_update(of=Event)
+            .execution_options(populate_existing=True)
         )
-        or 0
-    )
+    ).one_or_none()
+    if row is None:
+        return None
+    event, booked, organisation_places, waiting = row
+    return event, Queue(booked > 0, organisation_places, waiting)
 
 
 async def waiting(session: AsyncSession, event_id: str, limit: int | None = None) -> list[Booking]:
