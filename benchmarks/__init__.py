@@ -6,4 +6,4 @@ Each benchmark is a module here with a ``DESCRIPTION`` and an
 
 from __future__ import annotations
 
-BENCHMARKS: tuple[str, ...] = ("outbox_inbox", "booking_rush", "invoice_run")
+BENCHMARKS: tuple[str, ...] = ("outbox_inbox", "invoice_run")

@@ -324,7 +324,7 @@ async def recurring_invoice(session: AsyncSession, membership_id: str, year: int
         select(Invoice).where(
             Invoice.membership_id == membership_id,
             Invoice.year == year,
-            Invoice.purpose == "recurring",
+            text("invoices.purpose = 'recurring'"),  # literal: matches the partial index
         )
     )
 

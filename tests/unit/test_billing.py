@@ -344,3 +344,30 @@ def test_a_refunded_leaver_pays_exactly_its_months(price: int, start: int, leave
         billed_from_month=start,
     )
     assert full - (refund.net_pence if refund else 0) == charge.net_pence
+
+
+def test_a_runs_hand_built_invoice_fact_is_what_the_model_would_send() -> None:
+    from contracts.subscriptions_v1 import InvoiceIssued
+    from services.subscriptions.invoicing import Billed, _rows, invoice_issued_data
+
+    charge = recurring_charge(
+        year=2026,
+        tier_code="district",
+        tier_label="District council",
+        price=Price(2008, 200_001, 2000),
+        starts_on=date(2026, 9, 9),
+        ends_on=None,
+        refund_leavers=False,
+    )
+    assert charge is not None
+    invoice, _ = _rows(
+        charge,
+        invoice_id="inv-1",
+        series="INV",
+        number=7,
+        billed=Billed("m-1", "ms-1", "Bury Council", "ap@bury.gov.uk"),
+        issued_on=date(2026, 4, 1),
+        due_on=date(2026, 5, 1),
+    )
+    data = invoice_issued_data(invoice, charge)
+    assert InvoiceIssued.model_validate(data).model_dump(mode="json") == data
