@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from kernel.streams import DLQ_PREFIX, DLQ_STREAM
+
+if TYPE_CHECKING:
+    from kernel.applier import Incoming
 
 SUBJECT = "Vestry-Original-Subject"
 STREAM = "Vestry-Original-Stream"
@@ -42,29 +45,28 @@ def _header_safe(text: str) -> str:
 
 
 async def dead_letter(
-    js: JetStreamContext, msg: Msg, *, service: str, consumer: str, failure: Failure
+    js: JetStreamContext, item: Incoming, *, service: str, consumer: str, failure: Failure
 ) -> None:
     """Store ``msg`` in the DLQ stream with its origin and the error; raises if not stored.
 
     The copy's own id is fixed by the original's stream sequence and delivery
     count, so publishing it again after a crash does not make a second copy.
     """
-    meta = msg.metadata
     headers = {
-        SUBJECT: msg.subject,
-        STREAM: meta.stream,
-        SEQUENCE: str(meta.sequence.stream),
+        SUBJECT: item.subject,
+        STREAM: item.stream,
+        SEQUENCE: str(item.sequence),
         SERVICE: service,
         CONSUMER: consumer,
         KIND: failure.kind,
         ERROR: _header_safe(failure.error) or failure.kind,
-        DELIVERIES: str(meta.num_delivered),
+        DELIVERIES: str(item.deliveries),
         FAILED_AT: datetime.now(UTC).isoformat(),
-        "Nats-Msg-Id": f"dlq:{consumer}:{meta.stream}:{meta.sequence.stream}:{meta.num_delivered}",
+        "Nats-Msg-Id": f"dlq:{consumer}:{item.stream}:{item.sequence}:{item.deliveries}",
     }
     await js.publish(
-        dead_letter_subject(service, msg.subject),
-        msg.data,
+        dead_letter_subject(service, item.subject),
+        item.data,
         stream=DLQ_STREAM,
         headers=headers,
         timeout=5,

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,8 @@ from nats.js.errors import NotFoundError
 from contracts import Message
 from contracts.system_v1 import ConsumerLag, HealthReport, health_subject
 from kernel import commands, migrations, outbox
-from kernel.consumer import FactConsumer, Handler
+from kernel.applier import Applier, Handler
+from kernel.consumer import FactConsumer
 from kernel.settings import Settings
 from kernel.store import create_engine, redacted, session_factory
 from kernel.streams import ensure_streams, stream_for_subject, streams_of
@@ -105,6 +106,12 @@ class Service:
         """Run ``run(service)`` beside the consumers for as long as the service runs."""
         self._workers.append(run)
 
+    def applier(self, stream: str) -> Applier:
+        """The one path by which this service applies facts from ``stream``."""
+        return Applier(
+            scope=self.name, handlers=self._consumed.get(stream, {}), sessions=self.sessions
+        )
+
     # Running
 
     async def prepare(self) -> None:
@@ -136,13 +143,12 @@ class Service:
             FactConsumer(
                 service=self.name,
                 stream=stream,
-                handlers=handlers,
+                applier=self.applier(stream),
                 js=self.js,
-                sessions=self.sessions,
                 settings=self.settings,
                 on_commit=self.wake_relay,
             )
-            for stream, handlers in sorted(self._consumed.items())
+            for stream in sorted(self._consumed)
         ]
         for consumer in self.consumers:
             try:
@@ -172,12 +178,20 @@ class Service:
         )
 
     async def stop_workers(self) -> None:
-        for task in self._tasks:
+        """Cancel the relay, consumers and workers and wait until each has stopped.
+
+        nats-py swallows a cancellation that lands inside a publish or flush,
+        and the task would then carry on; so a task still running a moment
+        later is cancelled again, until it stops.
+        """
+        pending, self._tasks = set(self._tasks), []
+        for task in pending:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.2)
+            for task in pending:
+                log.info("%s: %s ignored its cancellation; cancelling again", self.name, task.get_name())
+                task.cancel()
 
     async def close(self) -> None:
         if self.nc is not None and not self.nc.is_closed:

@@ -53,7 +53,9 @@ def test_db_upgrade_migrates_each_store_once(
     first = runner.invoke(app, ["db", "upgrade"])
     again = runner.invoke(app, ["db", "upgrade", "events"])
     assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
-    assert "events:" in again.output and "at revision 0001" in again.output
+    assert "events:" in again.output and "at revision" in again.output
+    revision = again.output.split("at revision")[-1].strip()
+    assert f"at revision {revision}" in " ".join(first.output.split())  # the same head, once
     for service, table in (
         ("subscriptions", "members"),
         ("events", "membership_view"),
