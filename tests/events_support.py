@@ -32,12 +32,22 @@ class Clock:
     def __init__(self, now: datetime = START) -> None:
         self.now = now
 
+    @staticmethod
+    def real() -> Clock:
+        """A clock that follows the wall clock (for demos run as a person would)."""
+        return WallClock()
+
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
+
+
+class WallClock(Clock):
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
 
 
 @asynccontextmanager
