@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SERVICES = ("subscriptions", "events", "notifications")
 
@@ -56,3 +57,88 @@ class HealthReport(BaseModel):
     store: str = Field(description="The store's URL, without credentials.")
     outbox_unsent: int = Field(description="Facts written but not yet in JetStream.")
     consumers: list[ConsumerLag]
+
+
+def replay_subject(service: str) -> str:
+    """Request subject on which a service replays part of a stream into itself."""
+    return f"{service}.cmd.replay"
+
+
+def redrive_subject(service: str) -> str:
+    """Request subject on which a service takes back its dead letters."""
+    return f"{service}.cmd.redrive"
+
+
+class ReplayRequest(BaseModel):
+    """Replay part of ``stream`` into the service, through its idempotent path.
+
+    Start at ``from_seq`` or ``since`` (else the stream's start); stop at
+    ``to_seq`` or ``until`` (else the stream's end when the replay began).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stream: str = Field(description="Stream name, e.g. EVENTS.")
+    subject: str | None = Field(default=None, description="Subject filter; wildcards allowed.")
+    from_seq: int | None = Field(default=None, ge=1, description="First stream sequence.")
+    since: datetime | None = Field(default=None, description="Earliest message time, aware.")
+    to_seq: int | None = Field(default=None, ge=1, description="Last stream sequence.")
+    until: datetime | None = Field(default=None, description="Latest message time, aware.")
+    dry_run: bool = Field(default=False, description="Count what would be replayed; apply nothing.")
+    progress_subject: str | None = Field(
+        default=None, description="Where to publish progress ({done, total}) while it runs."
+    )
+
+    @model_validator(mode="after")
+    def _one_start_one_end(self) -> ReplayRequest:
+        if self.from_seq is not None and self.since is not None:
+            raise ValueError("give --from-seq or --since, not both")
+        if self.to_seq is not None and self.until is not None:
+            raise ValueError("give --to-seq or --until, not both")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone")
+        return self
+
+
+class ReplayReport(BaseModel):
+    """What a replay did, or would do (``dry_run``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    stream: str
+    subjects: list[str] = Field(
+        description="The subjects replayed: the filter met with what the service handles."
+    )
+    dry_run: bool
+    matched: int = Field(description="Messages in range.")
+    by_type: dict[str, int] = Field(description="Messages in range by type and version.")
+    applied: int = 0
+    skipped: int = Field(default=0, description="Already handled: changed nothing.")
+    failed: int = Field(default=0, description="Sent to the dead-letter stream.")
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+class RedriveRequest(BaseModel):
+    """Take back dead letters (DLQ stream sequences) that failed in this service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sequences: list[int] = Field(description="DLQ stream sequences; empty with all=true.")
+    all: bool = Field(default=False, description="Every dead letter of this service.")
+
+
+class RedriveReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    applied: int = 0
+    skipped: int = Field(default=0, description="Already handled since: removed from the DLQ.")
+    failed: int = Field(
+        default=0, description="Failed again: back in the DLQ with the count raised."
+    )
+    not_found: list[int] = Field(default_factory=list, description="Sequences not in the DLQ.")
+    not_ours: list[int] = Field(default_factory=list, description="Dead letters of other services.")

@@ -4,9 +4,10 @@ consumes, its outbox relay and its health answer, started and stopped together."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,12 +19,27 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
 
 from contracts import Message
-from contracts.system_v1 import ConsumerLag, HealthReport, health_subject
+from contracts.system_v1 import (
+    CommandError,
+    ConsumerLag,
+    HealthReport,
+    RedriveReport,
+    RedriveRequest,
+    ReplayReport,
+    ReplayRequest,
+    Reply,
+    health_subject,
+    redrive_subject,
+    replay_subject,
+)
 from kernel import commands, migrations, outbox
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
+from kernel.redrive import redrive
+from kernel.replay import replay
 from kernel.settings import Settings
 from kernel.store import create_engine, redacted, session_factory
 from kernel.streams import ensure_streams, stream_for_subject, streams_of
@@ -60,6 +76,8 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Callable[[Service], Coroutine[Any, Any, None]]] = []
         self.broker.subscriber(health_subject(name), queue=name)(self._health_endpoint)
+        self.broker.subscriber(replay_subject(name), queue=name)(self._replay_endpoint)
+        self.broker.subscriber(redrive_subject(name), queue=name)(self._redrive_endpoint)
         self.app = FastStream(
             self.broker,
             on_startup=[self.prepare],
@@ -190,7 +208,9 @@ class Service:
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.2)
             for task in pending:
-                log.info("%s: %s ignored its cancellation; cancelling again", self.name, task.get_name())
+                log.info(
+                    "%s: %s ignored its cancellation; cancelling again", self.name, task.get_name()
+                )
                 task.cancel()
 
     async def close(self) -> None:
@@ -247,6 +267,61 @@ class Service:
 
     async def _health_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
         return (await self.health()).model_dump(mode="json")
+
+    # Operators: replay and redrive
+
+    async def replay(self, request: ReplayRequest) -> ReplayReport:
+        """Replay part of a stream into this service; refused for a stream it does not read."""
+        assert self.js is not None and self.nc is not None
+        if request.stream not in self._consumed:
+            reads = ", ".join(sorted(self._consumed)) or "no stream"
+            raise commands.Refused(
+                "not_consumed", f"{self.name} reads {reads}, not {request.stream}", "stream"
+            )
+        nc = self.nc
+
+        async def progress(done: int, total: int) -> None:
+            if request.progress_subject:
+                await nc.publish(
+                    request.progress_subject, json.dumps({"done": done, "total": total}).encode()
+                )
+
+        report = await replay(
+            self.js, self.applier(request.stream), request, service=self.name, progress=progress
+        )
+        self.wake_relay()
+        return report
+
+    async def redrive(self, request: RedriveRequest) -> RedriveReport:
+        assert self.js is not None
+        report = await redrive(self.js, self.applier, request, service=self.name)
+        self.wake_relay()
+        return report
+
+    async def _replay_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        return await _operate(msg.body, ReplayRequest, self.replay)
+
+    async def _redrive_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        return await _operate(msg.body, RedriveRequest, self.redrive)
+
+
+async def _operate(
+    raw: bytes, model: type[Any], operation: Callable[[Any], Awaitable[BaseModel]]
+) -> dict[str, Any]:
+    """Validate an operator's request, run it, and answer with a Reply."""
+    try:
+        request = model.model_validate_json(raw)
+    except ValidationError as error:
+        return Reply(ok=False, error=commands.validation_error(error)).model_dump(mode="json")
+    try:
+        result = await operation(request)
+    except commands.Refused as refusal:
+        return Reply(ok=False, error=refusal.error).model_dump(mode="json")
+    except Exception as error:
+        log.exception("%s failed", model.__name__)
+        failure = CommandError(code="internal", message=f"{model.__name__} failed: {error}")
+        return Reply(ok=False, error=failure).model_dump(mode="json")
+    return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
 
 
 def _version() -> str:
