@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kernel.settings import Settings
-from vestry import cli_events, cli_subscriptions
+from vestry import cli_events, cli_ops, cli_subscriptions
 from vestry import demo as demo_job
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
@@ -39,6 +39,10 @@ app.command("invoice-run")(cli_subscriptions.invoice_run)
 app.add_typer(cli_subscriptions.invoices_app, name="invoices")
 app.add_typer(cli_subscriptions.payments_app, name="payments")
 app.add_typer(mail_app, name="mail")
+app.command("streams")(cli_ops.streams)
+app.command("tail")(cli_ops.tail)
+app.command("replay")(cli_ops.replay)
+app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_events.events_app, name="events")
 app.add_typer(cli_events.bookings_app, name="bookings")
 app.command("book")(cli_events.book)
