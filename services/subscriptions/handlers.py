@@ -47,7 +47,7 @@ from services.subscriptions import domain, invoicing, store
 from services.subscriptions.document import render_invoice
 from services.subscriptions.domain import billing
 from services.subscriptions.domain.billing import Charge, Line
-from services.subscriptions.domain.catalog import financial_year, month_of_year
+from services.subscriptions.domain.catalog import financial_year
 from services.subscriptions.settings import BillingSettings
 from services.subscriptions.store import Invoice, InvoiceRun, Member, Membership, Payment
 
@@ -612,6 +612,12 @@ class Subscriptions:
         )
 
 
+async def join_member(command: JoinMember, ctx: CommandContext) -> dict[str, Any]:
+    """Enrol a member with the settings' catalog: the handler without a running service."""
+    settings = BillingSettings()
+    return await Subscriptions(settings, settings.catalog()).join_member(command, ctx)
+
+
 def invoice_summary_row(invoice: Invoice) -> dict[str, Any]:
     return {
         "number": invoice.display_number,
@@ -641,6 +647,3 @@ async def count_invoices(session: Any, year: int | None = None) -> int:
     if year is not None:
         query = query.where(Invoice.year == year)
     return await session.scalar(query) or 0
-
-
-__all__ = ["Subscriptions", "count_invoices", "month_of_year"]
