@@ -323,12 +323,10 @@ class EventsHandlers:
         )
         organisation_key = member_id or (organisation_name or "").strip().lower() or None
         email = str(command.email).lower()
-        locked = await store.event_and_queue_for_update(
-            ctx.session, command.event_id, email=email, organisation_key=organisation_key
+        event = await _locked_event(ctx, command.event_id)
+        queue = await store.queue_for(
+            ctx.session, event.id, email=email, organisation_key=organisation_key
         )
-        if locked is None:
-            raise Refused("not_found", f"no event has the id {command.event_id!r}", "event_id")
-        event, queue = locked
         event_day = domain.london(event.starts_at).date()
         is_member = any(
             domain.membership_active(m.starts_on, m.ends_on, event_day) for m in memberships

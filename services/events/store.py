@@ -259,17 +259,21 @@ class Queue:
     waiting: int
 
 
-async def event_and_queue_for_update(
+async def queue_for(
     session: AsyncSession, event_id: str, *, email: str, organisation_key: str | None
-) -> tuple[Event, Queue] | None:
-    """The event, locked as ``event_for_update`` locks it, with what a new booking needs to
-    know of its bookings: whether ``email`` holds a live one, the organisation's live
-    places and the waiting list's length. One round trip, as a booking rush wants."""
+) -> Queue:
+    """What a new booking needs to know of the event's bookings: whether ``email`` holds a
+    live one, the organisation's live places and the waiting list's length.
+
+    Call it after ``event_for_update``, in its own statement: on PostgreSQL (READ
+    COMMITTED) each statement sees what was committed when it began, so counts read in
+    the locking statement itself could miss the booking that the previous lock holder
+    just committed.
+    """
     live = and_(Booking.event_id == event_id, Booking.status != "cancelled")
     row = (
         await session.execute(
             select(
-                Event,
                 select(func.count()).where(live, Booking.email == email).scalar_subquery(),
                 select(func.count())
                 .where(live, Booking.organisation_key == organisation_key)
@@ -278,15 +282,9 @@ async def event_and_queue_for_update(
                 .where(Booking.event_id == event_id, Booking.status == "waitlisted")
                 .scalar_subquery(),
             )
-            .where(Event.id == event_id)
-            .with_for_update(of=Event)
-            .execution_options(populate_existing=True)
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    event, booked, organisation_places, waiting = row
-    return event, Queue(booked > 0, organisation_places, waiting)
+    ).one()
+    return Queue(already_booked=row[0] > 0, organisation_places=row[1], waiting=row[2])
 
 
 async def waiting(session: AsyncSession, event_id: str, limit: int | None = None) -> list[Booking]:
