@@ -88,7 +88,7 @@ async def run(count: int) -> list[Figure]:
             data_dir=Path(tmp) / "data",
             nats_url=server.url,
             smtp_port=free_port(),
-            relay_batch=1000,
+            relay_batch=2000,
         )
         raw = await raw_nats.publish_then_consume(server.url, count, size=800, timeout=timeout)
         billing = BillingSettings(_env_file=None, automation=False)  # type: ignore[call-arg]

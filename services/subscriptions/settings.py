@@ -42,7 +42,7 @@ class BillingSettings(BaseSettings):
         description="VAT on event fees, in basis points (2000 = 20%).",
     )
     invoice_run_chunk: int = Field(
-        default=1000, ge=1, description="Invoices issued per transaction in a run."
+        default=2500, ge=1, description="Invoices issued per transaction in a run."
     )
     invoice_run_pause_s: float = Field(
         default=0.0, ge=0, description="Pause between a run's chunks, to leave the store to others."
