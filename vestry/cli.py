@@ -8,14 +8,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kernel.settings import Settings
-from vestry import cli_events, cli_ops, cli_subscriptions
-from vestry import demo as demo_job
+from vestry import cli_events, cli_ops, cli_subscriptions, demo_run
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
@@ -214,13 +214,25 @@ def _render_status(current: status_report.Status) -> None:
 
 
 @app.command()
-def demo(ctx: typer.Context, ready_timeout: Annotated[float, typer.Option()] = 90) -> None:
-    """Run the reference partnership end to end against the stack (starting one if none runs)."""
+def demo(
+    ctx: typer.Context,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 90,
+    monitor_port: Annotated[
+        int, typer.Option(help="NATS monitoring port, if it starts a stack.")
+    ] = 8222,
+) -> None:
+    """Run the three jobs end to end against the stack (starting one if none runs)."""
     options = options_of(ctx)
     stack: DevStack | None = None
     if asyncio.run(_wait_healthy(options.nats, 1)) is None:
-        stack = DevStack(data_dir=options.settings.data_dir.resolve(), say=console.print)
-        console.print(f"No stack answers at {options.nats}: starting one in {stack.data_dir}…")
+        stack = DevStack(
+            data_dir=options.settings.data_dir.resolve(),
+            nats_port=urlsplit(options.nats.split(",")[0]).port or 4222,
+            smtp_port=options.settings.smtp_port,
+            monitor_port=monitor_port,
+            say=errors.print if options.json else console.print,
+        )
+        stack.say(f"No stack answers at {options.nats}: starting one in {stack.data_dir}…")
         try:
             stack.start()
         except PortBusy as busy:
@@ -231,16 +243,14 @@ def demo(ctx: typer.Context, ready_timeout: Annotated[float, typer.Option()] = 9
                 f"the services did not come up within {ready_timeout:.0f}s; see {options.settings.data_dir / 'logs'}"
             )
         summary = run(options, _run_demo(options))
-        emit(options, summary, lambda: _render_demo(summary))
+        emit(options, summary, lambda: demo_run.render(summary, console))
     finally:
         if stack is not None:
-            console.print("Stopping the stack the demo started…")
+            stack.say("Stopping the stack the demo started…")
             stack.stop()
 
 
 async def _run_demo(options: Options) -> dict[str, Any]:
-    mail_dir = options.settings.data_dir / "mail"
-    mails_before = len(read_mailbox(mail_dir)) if mail_dir.exists() else 0
     async with connected(options.nats) as nc:
         with Progress(
             TextColumn("{task.description}"),
@@ -249,35 +259,9 @@ async def _run_demo(options: Options) -> dict[str, Any]:
             console=console,
             disable=options.json,
         ) as progress:
-            outcome = await demo_job.enrol_reference_partnership(nc, progress)
-
-        async def welcomed() -> bool:
-            return len(read_mailbox(mail_dir)) - mails_before >= outcome.joined
-
-        all_welcomed = await demo_job.wait_for(welcomed, timeout=60)
-        current = await status_report.gather(nc)
-    return {
-        "members_joined": outcome.joined,
-        "members_already_enrolled": outcome.already,
-        "members_refused": outcome.refused,
-        "welcome_mails_captured": len(read_mailbox(mail_dir)) - mails_before,
-        "all_welcomed": all_welcomed,
-        "mailbox": str(mail_dir.resolve()),
-        "streams": {stream.name: stream.messages for stream in current.streams},
-    }
-
-
-def _render_demo(summary: dict[str, Any]) -> None:
-    table = Table(title="Demo: the reference partnership", show_header=False)
-    table.add_row("members joined", str(summary["members_joined"]))
-    table.add_row("already members (demo run before)", str(summary["members_already_enrolled"]))
-    table.add_row("refused", str(len(summary["members_refused"] or [])))
-    table.add_row("welcome mails captured", str(summary["welcome_mails_captured"]))
-    for stream, count in summary["streams"].items():
-        table.add_row(f"stream {stream}", f"{count} messages")
-    table.add_row("mailbox", summary["mailbox"])
-    console.print(table)
-    console.print("Read the mail with `vestry mail ls` and `vestry mail show N`.")
+            return await demo_run.run_demo(
+                nc, (options.settings.data_dir / "mail").resolve(), progress
+            )
 
 
 # Contracts and stores

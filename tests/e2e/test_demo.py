@@ -1,0 +1,45 @@
+"""`vestry demo` on a fresh data directory: the three jobs end to end, then nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vestry.devstack import port_in_use
+from vestry.mailcapture import read_mailbox
+from vestry.natsserver import free_port
+
+
+def test_demo_runs_the_three_jobs_and_a_replay_that_sends_nothing(tmp_path: Path) -> None:
+    nats_port, smtp_port, monitor_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "VESTRY_DATA_DIR": str(tmp_path / "var"),
+        "VESTRY_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+        "VESTRY_SMTP_PORT": str(smtp_port),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "vestry", "--json", "demo", "--monitor-port", str(monitor_port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+
+    assert summary["members"] == {"joined": 45, "already": 0, "refused": []}
+    invoicing = summary["invoicing"]
+    assert (invoicing["issued"], invoicing["invoices_for_year"]) == (45, 45)
+    assert invoicing["total_billed_pence"] == 23_050_000
+    rush = summary["events"]["rush"]
+    assert rush["confirmed"] + rush["waitlisted"] == rush["requests"] and rush["waitlisted"] > 0
+    assert summary["events"]["cancellation"]["promoted"]
+    assert summary["replay"]["applied"] == 0 and summary["replay"]["skipped"] == 45
+    assert summary["replay"]["new_mail"] == 0
+    assert summary["dead_letters"] == 0
+    assert len(read_mailbox(tmp_path / "var" / "mail")) == summary["mail_captured"] >= 45
+    assert not any(port_in_use(port) for port in (nats_port, smtp_port, monitor_port))
