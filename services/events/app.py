@@ -30,21 +30,22 @@ def create_service(
     """The events service; ``clock`` is injectable so tests can move time."""
     service = Service(NAME, migrations_dir=MIGRATIONS, settings=settings)
     own = events_settings or EventsSettings()
-    answers = handlers.EventsHandlers(own, clock)
+    events = handlers.EventCommands(own, clock)
+    bookings = handlers.BookingCommands(own, clock)
     for model, handler in (
-        (contract.CreateEvent, answers.create_event),
-        (contract.UpdateEvent, answers.update_event),
-        (contract.PublishEvent, answers.publish_event),
-        (contract.CancelEvent, answers.cancel_event),
-        (contract.ListEvents, answers.list_events),
-        (contract.ShowEvent, answers.show_event),
-        (contract.EventFeed, answers.feed),
-        (contract.EventReport, answers.report),
-        (contract.BookPlace, answers.book_place),
-        (contract.CancelBooking, answers.cancel_booking),
-        (contract.ShowBooking, answers.show_booking),
-        (contract.ListBookings, answers.list_bookings),
-        (contract.CheckIn, answers.check_in),
+        (contract.CreateEvent, events.create_event),
+        (contract.UpdateEvent, events.update_event),
+        (contract.PublishEvent, events.publish_event),
+        (contract.CancelEvent, events.cancel_event),
+        (contract.ListEvents, events.list_events),
+        (contract.ShowEvent, events.show_event),
+        (contract.EventFeed, events.feed),
+        (contract.EventReport, events.report),
+        (contract.BookPlace, bookings.book_place),
+        (contract.CancelBooking, bookings.cancel_booking),
+        (contract.ShowBooking, bookings.show_booking),
+        (contract.ListBookings, bookings.list_bookings),
+        (contract.CheckIn, bookings.check_in),
     ):
         service.command(model)(handler)
     service.consume(MembershipStarted)(handlers.on_membership_started)
