@@ -30,19 +30,21 @@ from contracts.events_v1 import (
     EventReport,
     ListBookings,
     ListEvents,
+    PublishEvent,
     ReminderDue,
     ShowBooking,
     ShowEvent,
     UpdateEvent,
 )
 from contracts.money import Money
-from contracts.subscriptions_v1 import MembershipEnded, MembershipStarted
+from contracts.subscriptions_v1 import MembershipChanged, MembershipEnded, MembershipStarted
 from kernel.commands import CommandFailed, request, request_raw
 from kernel.outbox import unsent_count
 from kernel.runtime import Service
 from kernel.settings import Settings
 from kernel.store import outbox_table
 from services.events import calendar
+from services.events import store as events_store
 from services.events.store import Booking, Reminder
 from services.events.timekeeper import complete_ended_events, send_due_reminders
 from tests.conftest import eventually
@@ -446,3 +448,123 @@ async def _count(nc: Client, subject: str, expected: int) -> bool:
 async def _outbox_empty(service: Service) -> bool:
     async with service.sessions() as session:
         return await unsent_count(session) == 0
+
+
+async def _refusal_case(nc: Client, clock: Clock, case: str) -> tuple[Any, str]:
+    """Set the scene for one refusal; returns the refused command and what must not change."""
+    if case == "publish_twice":
+        return PublishEvent(event_id=await published_event(nc)), "event"
+    if case == "update_cancelled":
+        event_id = await published_event(nc)
+        await request(nc, CancelEvent(event_id=event_id))
+        return UpdateEvent(event_id=event_id, title="Back on"), "event"
+    if case == "move_into_past":
+        event_id = await published_event(nc)
+        past = clock.now - timedelta(days=1)
+        return UpdateEvent(
+            event_id=event_id, starts_at=past, ends_at=past + timedelta(hours=1)
+        ), "event"
+    if case == "full_without_waiting_list":
+        event_id = await published_event(nc, capacity=1, waiting_list=False)
+        await request(nc, book(event_id, 1))
+        return book(event_id, 2), "event"
+    if case == "over_organisation_limit":
+        event_id = await published_event(nc, places_per_organisation=2)
+        for n in (1, 2):
+            await request(nc, book(event_id, n, organisation_name="Wyre Council"))
+        return book(event_id, 3, organisation_name="WYRE COUNCIL "), "event"
+    if case == "draft_not_bookable":
+        created = await request(nc, event_command())
+        return book(created["event_id"], 1), "event"
+    if case == "cancel_unknown_booking":
+        return CancelBooking(reference="BZZZZZZZ"), "nothing"
+    if case == "check_in_waiting":
+        event_id = await published_event(nc, capacity=1)
+        await request(nc, book(event_id, 1))
+        waiting = await request(nc, book(event_id, 2))
+        clock.now = EVENT_DAY
+        return CheckIn(reference=waiting["reference"]), "event"
+    if case == "list_bookings_unknown_event":
+        return ListBookings(event_id="ENOPE00"), "nothing"
+    if case == "report_unknown_event":
+        return EventReport(event_id="ENOPE00"), "nothing"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "field"),
+    [
+        ("publish_twice", "conflict", "event_id"),
+        ("update_cancelled", "closed", "event_id"),
+        ("move_into_past", "invalid", "starts_at"),
+        ("full_without_waiting_list", "full", None),
+        ("over_organisation_limit", "over_limit", "organisation_name"),
+        ("draft_not_bookable", "closed", None),
+        ("cancel_unknown_booking", "not_found", "reference"),
+        ("check_in_waiting", "conflict", "reference"),
+        ("list_bookings_unknown_event", "not_found", "event_id"),
+        ("report_unknown_event", "not_found", "event_id"),
+    ],
+)
+async def test_each_refusal_names_its_reason_and_changes_nothing(
+    settings: Settings, nc: Client, case: str, code: str, field: str | None
+) -> None:
+    clock = Clock()
+    async with events_service(settings, clock) as (service,):
+        command, _ = await _refusal_case(nc, clock, case)
+        before = await outbox_rows(service), await _store_snapshot(service)
+
+        got = await refused(nc, command)
+
+        assert got[:2] == (code, field), got
+        assert (await outbox_rows(service), await _store_snapshot(service)) == before
+
+
+async def test_a_no_show_cannot_check_in_afterwards(settings: Settings, nc: Client) -> None:
+    clock = Clock()
+    async with events_service(settings, clock) as (service,):
+        event_id = await published_event(nc)
+        made = await request(nc, book(event_id, 1))
+        clock.now = EVENT_DAY + timedelta(hours=5)
+        await complete_ended_events(service.sessions, clock.now)
+        code, _, message = await refused(nc, CheckIn(reference=made["reference"]))
+        assert code == "conflict" and "no-show" in message
+
+
+async def test_a_tier_change_keeps_the_member_price(
+    settings: Settings, nc: Client, streams: None
+) -> None:
+    async with events_service(settings, Clock()) as (service,):
+        await membership(nc, "m-bury", "Bury Council")
+        await membership(
+            nc,
+            "m-bury",
+            "Bury Council",
+            MembershipChanged(
+                membership_id="ms-m-bury",
+                member_id="m-bury",
+                member_name="Bury Council",
+                old_tier="district",
+                new_tier="upper-tier",
+                effective_on=date(2026, 10, 1),
+            ),
+        )
+        await eventually(lambda: sum(c.stats.applied for c in service.consumers) == 2)
+        async with service.sessions() as session:
+            (view,) = await events_store.memberships(session)
+        assert (view.tier, view.starts_on, view.ends_on) == ("upper-tier", date(2026, 4, 1), None)
+        event_id = await published_event(nc)
+        reply = await request(nc, book(event_id, 1, member_id="m-bury"))
+        assert (reply["member_price"], reply["price_minor"]) == (True, 0)
+
+
+async def _store_snapshot(service: Service) -> tuple[Any, ...]:
+    async with service.sessions() as session:
+        events = [
+            (e.id, e.status, e.title, e.starts_at, e.capacity, e.confirmed, e.sequence)
+            for e in await events_store.events(session)
+        ]
+        bookings = list(
+            await session.execute(select(Booking.reference, Booking.status, Booking.attendance))
+        )
+    return tuple(events), tuple(map(tuple, bookings))
