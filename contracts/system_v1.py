@@ -142,3 +142,27 @@ class RedriveReport(BaseModel):
     )
     not_found: list[int] = Field(default_factory=list, description="Sequences not in the DLQ.")
     not_ours: list[int] = Field(default_factory=list, description="Dead letters of other services.")
+
+
+def rebuild_subject(service: str) -> str:
+    """Request subject on which a service rebuilds its read models from the streams."""
+    return f"{service}.cmd.rebuild"
+
+
+class RebuildRequest(BaseModel):
+    """Rebuild the service's read models from the streams; nothing to choose."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RebuildReport(BaseModel):
+    """What a rebuild dropped and what replaying the streams put back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    rows_before: dict[str, int] = Field(description="Rows per read-model table before.")
+    rows_after: dict[str, int] = Field(description="Rows per read-model table after.")
+    replayed: list[ReplayReport] = Field(
+        description="One replay per stream the read models come from."
+    )

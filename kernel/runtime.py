@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,24 +20,29 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import Table
 
 from contracts import Message
 from contracts.system_v1 import (
     CommandError,
     ConsumerLag,
     HealthReport,
+    RebuildReport,
+    RebuildRequest,
     RedriveReport,
     RedriveRequest,
     ReplayReport,
     ReplayRequest,
     Reply,
     health_subject,
+    rebuild_subject,
     redrive_subject,
     replay_subject,
 )
 from kernel import commands, migrations, outbox
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
+from kernel.rebuild import ReadModel, rebuild
 from kernel.redrive import redrive
 from kernel.replay import replay
 from kernel.settings import Settings
@@ -78,6 +83,8 @@ class Service:
         self.broker.subscriber(health_subject(name), queue=name)(self._health_endpoint)
         self.broker.subscriber(replay_subject(name), queue=name)(self._replay_endpoint)
         self.broker.subscriber(redrive_subject(name), queue=name)(self._redrive_endpoint)
+        self.broker.subscriber(rebuild_subject(name), queue=name)(self._rebuild_endpoint)
+        self._read_model: ReadModel | None = None
         self.app = FastStream(
             self.broker,
             on_startup=[self.prepare],
@@ -119,6 +126,13 @@ class Service:
             return handler
 
         return register
+
+    def read_model(
+        self, tables: Sequence[Table], handlers: Mapping[type[Message], Handler]
+    ) -> None:
+        """Declare the tables built only from other services' facts, and their handlers,
+        so that `vestry rebuild` can drop them and replay the streams."""
+        self._read_model = ReadModel(tuple(tables), dict(handlers))
 
     def worker(self, run: Callable[[Service], Coroutine[Any, Any, None]]) -> None:
         """Run ``run(service)`` beside the consumers for as long as the service runs."""
@@ -297,6 +311,22 @@ class Service:
         report = await redrive(self.js, self.applier, request, service=self.name)
         self.wake_relay()
         return report
+
+    async def rebuild(self, _request: RebuildRequest) -> RebuildReport:
+        """Drop the read models and rebuild them from the streams, live consumption paused."""
+        assert self.js is not None
+        if self._read_model is None:
+            raise commands.Refused(
+                "nothing_to_rebuild", f"{self.name} keeps no read model of other services' facts"
+            )
+        await self.stop_workers()
+        try:
+            return await rebuild(self.js, self.engine, self._read_model, service=self.name)
+        finally:
+            await self.start_workers()
+
+    async def _rebuild_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        return await _operate(msg.body or b"{}", RebuildRequest, self.rebuild)
 
     async def _replay_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
         return await _operate(msg.body, ReplayRequest, self.replay)

@@ -9,6 +9,7 @@ from datetime import date
 from nats.aio.client import Client
 from sqlalchemy import func, select
 
+from contracts import Envelope, Message
 from contracts.subscriptions_v1 import JoinMember, MembershipStarted
 from kernel.commands import request
 from kernel.runtime import Service
@@ -31,6 +32,15 @@ def membership_started(number: int) -> MembershipStarted:
         billing_email=f"f{number}@example.gov.uk",
         starts_on=date(2026, 4, 1),
     )
+
+
+async def publish_fact(nc: Client, fact: Message) -> int:
+    """Publish ``fact`` to its stream as its owner's relay would; returns its stream sequence."""
+    envelope = Envelope.wrap(fact)
+    ack = await nc.jetstream().publish(
+        fact.SUBJECT, envelope.to_bytes(), headers={"Nats-Msg-Id": envelope.id}
+    )
+    return ack.seq
 
 
 def join_command(number: int, tier: str = "district") -> JoinMember:

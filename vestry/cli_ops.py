@@ -1,4 +1,4 @@
-"""The operator's night: `vestry streams`, `tail`, `replay` and `dlq`."""
+"""The operator's night: `vestry streams`, `tail`, `replay`, `rebuild` and `dlq`."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ from rich.table import Table
 from contracts import REGISTRY, Envelope, UnknownMessage
 from contracts.system_v1 import (
     SERVICES,
+    RebuildReport,
     RedriveReport,
     RedriveRequest,
     ReplayReport,
     ReplayRequest,
+    rebuild_subject,
     redrive_subject,
     replay_subject,
 )
@@ -340,6 +342,58 @@ def _render_replay(report: ReplayReport) -> None:
             f"{report.skipped} skipped as already handled, "
             f"[{'red' if report.failed else 'green'}]{report.failed} failed[/] (see `vestry dlq ls`)."
         )
+
+
+# Rebuild
+
+
+def rebuild(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="The service whose read models to rebuild.")],
+) -> None:
+    """Drop a service's read models of other services' facts and rebuild them from the streams."""
+    options = options_of(ctx)
+    if service not in SERVICES:
+        fail(
+            f"no service called {service!r}; the services are {', '.join(SERVICES)}",
+            options=options,
+        )
+    report = run(options, _rebuild(options, service))
+
+    def render() -> None:
+        table = Table(title=f"Rebuilt {service}")
+        for column in ("table", "rows before", "rows after"):
+            table.add_column(column)
+        for name, before in report.rows_before.items():
+            table.add_row(name, str(before), str(report.rows_after.get(name, 0)))
+        console.print(table)
+        for replayed in report.replayed:
+            console.print(
+                f"{replayed.stream}: {replayed.matched} facts replayed, {replayed.applied} applied, "
+                f"[{'red' if replayed.failed else 'green'}]{replayed.failed} failed[/]"
+            )
+
+    emit(options, report.model_dump(mode="json"), render)
+
+
+async def _rebuild(options: Options, service: str) -> RebuildReport:
+    async with connected(options.nats) as nc:
+        if not (await status_report.service_state(nc, service)).up:
+            raise ServiceUnavailable(f"{service} is not running: nothing was rebuilt")
+        with (
+            console.status(f"Rebuilding {service}'s read models…", spinner="dots")
+            if not options.json
+            else contextlib.nullcontext()
+        ):
+            reply = await request_raw(nc, rebuild_subject(service), b"{}", timeout=3600)
+        if not reply.ok:
+            assert reply.error is not None
+            raise CommandFailed(reply.error)
+        report = RebuildReport.model_validate(reply.data)
+        await ops.record(
+            nc.jetstream(), "rebuild", {"service": service}, report.model_dump(mode="json")
+        )
+        return report
 
 
 # Dead letters

@@ -12,6 +12,7 @@ from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events import NAME, handlers
 from services.events.settings import EventsSettings
+from services.events.store import MembershipView
 from services.events.timekeeper import keep_time
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,9 +49,15 @@ def create_service(
         (contract.CheckIn, bookings.check_in),
     ):
         service.command(model)(handler)
-    service.consume(MembershipStarted)(handlers.on_membership_started)
-    service.consume(MembershipChanged)(handlers.on_membership_changed)
-    service.consume(MembershipEnded)(handlers.on_membership_ended)
+    memberships = {
+        MembershipStarted: handlers.on_membership_started,
+        MembershipChanged: handlers.on_membership_changed,
+        MembershipEnded: handlers.on_membership_ended,
+    }
+    for model, handler in memberships.items():
+        service.consume(model)(handler)
+    # The view of memberships is built only from subscriptions' facts: `vestry rebuild events`.
+    service.read_model([MembershipView.__table__], memberships)
 
     async def timekeeper(running: Service) -> None:
         await keep_time(

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from nats.aio.client import Client
 
-from contracts import Envelope
 from contracts.subscriptions_v1 import MembershipStarted
 from contracts.system_v1 import RedriveRequest, ReplayRequest, Reply, replay_subject
 from kernel.applier import HandlerContext
@@ -17,7 +16,14 @@ from kernel.settings import Settings
 from services.events.app import MIGRATIONS
 from services.events.handlers import on_membership_started
 from tests.conftest import Mailbox, eventually
-from tests.stack import delivery_count, join, membership_started, membership_views, stack
+from tests.stack import (
+    delivery_count,
+    join,
+    membership_started,
+    membership_views,
+    publish_fact,
+    stack,
+)
 
 
 async def test_replaying_a_whole_stream_into_notifications_sends_nothing_new(
@@ -46,7 +52,7 @@ async def test_replay_rebuilds_what_a_service_missed(
 ) -> None:
     probe = await _probe(settings, on_membership_started)
     for number in range(6):
-        await _publish(nc, membership_started(number))
+        await publish_fact(nc, membership_started(number))
     async with probe.running():
         await probe.stop_workers()  # live consumption off: only the replay applies
         report = await probe.replay(ReplayRequest(stream="SUBSCRIPTIONS", from_seq=2, to_seq=4))
@@ -61,11 +67,11 @@ async def test_replay_since_delivers_only_messages_at_or_after_that_time(
     settings: Settings, nc: Client, streams: None
 ) -> None:
     for number in range(3):
-        await _publish(nc, membership_started(number))
+        await publish_fact(nc, membership_started(number))
     await asyncio.sleep(0.05)
     since = datetime.now(UTC)
     for number in range(3, 5):
-        await _publish(nc, membership_started(number))
+        await publish_fact(nc, membership_started(number))
     probe = await _probe(settings, on_membership_started)
     async with probe.running():
         await probe.stop_workers()
@@ -76,7 +82,7 @@ async def test_replay_since_delivers_only_messages_at_or_after_that_time(
 async def test_replay_with_a_subject_filter_takes_only_matching_messages(
     settings: Settings, nc: Client, streams: None
 ) -> None:
-    await _publish(nc, membership_started(1))
+    await publish_fact(nc, membership_started(1))
     probe = await _probe(settings, on_membership_started)
     async with probe.running():
         nothing = await probe.replay(
@@ -123,7 +129,7 @@ async def test_dead_letters_from_a_bug_are_redriven_once_it_is_fixed(
     probe = await _probe(settings, buggy)
     async with probe.running():
         for number in range(4):
-            await _publish(nc, membership_started(number))
+            await publish_fact(nc, membership_started(number))
         letters = await eventually(lambda: _letters(nc, 4), timeout=20, what="4 dead letters")
         assert all(letter.deliveries == settings.max_deliver for letter in letters)
 
@@ -147,13 +153,6 @@ async def _probe(settings: Settings, handler) -> Service:  # type: ignore[no-unt
     probe = Service("probe", migrations_dir=MIGRATIONS, settings=settings)
     probe.consume(MembershipStarted)(handler)
     return probe
-
-
-async def _publish(nc: Client, fact: MembershipStarted) -> None:
-    envelope = Envelope.wrap(fact)
-    await nc.jetstream().publish(
-        fact.SUBJECT, envelope.to_bytes(), headers={"Nats-Msg-Id": envelope.id}
-    )
 
 
 async def _letters(nc: Client, count: int) -> list | None:  # type: ignore[type-arg]
