@@ -448,7 +448,7 @@ class Runner:
     clock: Clock
     due_days: int = 30
     chunk: int = 1000
-    pause_s: float = 0.0
+    pause_s: float = 0.1
     lease_s: float = 30.0
     on_commit: Callable[[], None] = lambda: None
     owner: str = ""
@@ -506,10 +506,9 @@ class Runner:
             self.on_commit()
             if issued is None:
                 return True
-            if self.pause_s:
-                await asyncio.sleep(self.pause_s)
-            else:
-                await asyncio.sleep(0)  # let other commands at the store between chunks
+            # Leave the store to waiting commands between chunks: they retry the
+            # write lock on SQLite's busy-handler schedule, not the moment it is free.
+            await asyncio.sleep(self.pause_s)
 
     async def _chunk(
         self, session: AsyncSession, run: InvoiceRun, after: str

@@ -45,7 +45,10 @@ class BillingSettings(BaseSettings):
         default=2500, ge=1, description="Invoices issued per transaction in a run."
     )
     invoice_run_pause_s: float = Field(
-        default=0.0, ge=0, description="Pause between a run's chunks, to leave the store to others."
+        default=0.1,
+        ge=0,
+        description="Pause between a run's chunks. SQLite's busy handler retries a waiting "
+        "writer every 100 ms at worst, so without a pause a run can starve other commands.",
     )
     invoice_run_lease_s: float = Field(
         default=30.0, gt=0, description="A run not heard from for this long may be taken over."
