@@ -21,19 +21,25 @@ def load(name: str) -> ModuleType:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
-    parser.add_argument("--count", type=int, default=20_000, help="messages per benchmark")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="messages per benchmark (default: each benchmark's own, e.g. 20,000)",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and stop")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    if args.count < 1:
+    if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
     return args
 
 
-async def run_one(name: str, count: int) -> None:
+async def run_one(name: str, count: int | None) -> None:
     module = load(name)
+    count = count or getattr(module, "DEFAULT_COUNT", 20_000)
     print(f"{name}: {module.DESCRIPTION} — {count:,} messages", flush=True)
     started = time.monotonic()
     for figure in await module.run(count):
