@@ -77,3 +77,13 @@ def test_contracts_export_writes_what_is_committed(tmp_path: Path) -> None:
     assert (tmp_path / "asyncapi.json").exists()
     assert json.loads((tmp_path / "asyncapi.json").read_text())["asyncapi"] == "3.0.0"
     assert drift(tmp_path) == []
+
+
+def test_replay_into_a_service_that_is_not_running_does_nothing(nats_server) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(
+        app, ["--nats", nats_server.url, "replay", "--stream", "SUBSCRIPTIONS", "--into", "events"]
+    )
+    assert result.exit_code == 2
+    assert "events is not running: nothing was replayed" in result.stderr
+    rebuild = runner.invoke(app, ["--nats", nats_server.url, "rebuild", "events"])
+    assert rebuild.exit_code == 2 and "nothing was rebuilt" in rebuild.stderr
