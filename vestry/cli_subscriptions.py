@@ -391,8 +391,12 @@ def _runs_table(runs: list[dict[str, Any]]) -> None:
 
 def _invoice_table(invoices: list[dict[str, Any]], title: str) -> None:
     table = Table(title=f"{title} ({len(invoices)})")
-    for column in ("number", "billed", "year", "issued", "due", "gross", "outstanding", "status"):
-        table.add_column(column)
+    table.add_column("number", no_wrap=True)
+    table.add_column("billed")
+    for column in ("year", "issued", "due", "gross", "outstanding", "status"):
+        table.add_column(
+            column, no_wrap=True, justify="right" if column in ("gross", "outstanding") else "left"
+        )
     for i in invoices:
         table.add_row(
             i["number"],

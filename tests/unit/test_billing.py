@@ -371,3 +371,29 @@ def test_a_runs_hand_built_invoice_fact_is_what_the_model_would_send() -> None:
     )
     data = invoice_issued_data(invoice, charge)
     assert InvoiceIssued.model_validate(data).model_dump(mode="json") == data
+
+
+def test_automation_moments_follow_the_london_calendar() -> None:
+    from datetime import UTC, datetime, time
+
+    from services.subscriptions.sweeps import due_moments
+
+    def moments(when: datetime, day: str = "04-01") -> list[tuple[str, int, str]]:
+        return due_moments(when, day=day, at=time(6, 0))
+
+    # 05:30 UTC on 1 April is 06:30 BST: the year's run and April's sweep are due.
+    assert moments(datetime(2026, 4, 1, 5, 30, tzinfo=UTC)) == [
+        ("yearly:2026", 2026, "yearly"),
+        ("monthly:2026-04", 2026, "monthly"),
+    ]
+    # 04:30 UTC is 05:30 BST: still last year's run and March's sweep.
+    assert moments(datetime(2026, 4, 1, 4, 30, tzinfo=UTC)) == [
+        ("yearly:2025", 2025, "yearly"),
+        ("monthly:2026-03", 2025, "monthly"),
+    ]
+    # A yearly run set for 1 March bills the year starting in April.
+    assert moments(datetime(2027, 3, 2, 12, tzinfo=UTC), day="03-01")[0] == (
+        "yearly:2027",
+        2027,
+        "yearly",
+    )
