@@ -4,8 +4,9 @@ and the facts JetStream holds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,3 +138,25 @@ def requests_answered(service: Service, subject: str) -> int:
         if subscription is not None and subscription.subject == subject:
             return subscription.delivered
     raise LookupError(f"{service.name} does not answer {subject}")
+
+
+@contextmanager
+def events_in_thread(settings: Settings) -> Iterator[Clock]:
+    """The events service in its own thread and loop, as a separate process would be
+    (for tests that drive the synchronous CLI)."""
+    clock = Clock()
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with events_service(settings, clock):
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the events service did not start"
+    yield clock
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(30)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     and_,
     func,
+    literal,
     select,
     text,
     update,
@@ -275,9 +276,12 @@ async def queue_for(
         await session.execute(
             select(
                 select(func.count()).where(live, Booking.email == email).scalar_subquery(),
+                # People booking for no organisation share no limit (== None would be IS NULL).
                 select(func.count())
                 .where(live, Booking.organisation_key == organisation_key)
-                .scalar_subquery(),
+                .scalar_subquery()
+                if organisation_key is not None
+                else literal(0),
                 select(func.count())
                 .where(Booking.event_id == event_id, Booking.status == "waitlisted")
                 .scalar_subquery(),

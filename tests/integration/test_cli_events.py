@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from icalendar import Calendar
 from typer.testing import CliRunner
 
 from kernel.settings import Settings
-from tests.events_support import Clock, events_service
+from tests.events_support import Clock, events_in_thread
 from vestry.cli import app
 
 runner = CliRunner()
@@ -22,23 +21,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def running_events(settings: Settings) -> Iterator[Clock]:
-    """The events service in its own thread and loop, as a separate process would be."""
-    clock = Clock()
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with events_service(settings, clock):
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30), "the events service did not start"
-    yield clock
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(30)
+    with events_in_thread(settings) as clock:
+        yield clock
 
 
 def vestry(settings: Settings, *args: str) -> Any:
@@ -97,9 +81,7 @@ def test_an_officer_creates_publishes_and_people_book_track_cancel_and_check_in(
     assert (report["booked"], report["attended"], report["by_channel"]) == (1, 1, {"phone": 1})
 
 
-def event_start(event: dict[str, Any]) -> Any:
-    from datetime import datetime
-
+def event_start(event: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(event["starts_at"])
 
 
