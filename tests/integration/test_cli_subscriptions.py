@@ -65,6 +65,16 @@ async def test_csv_import_reports_every_bad_row_by_line_and_imports_none(
         assert "line 2: Bolton Council is already a member" in data["error"]["message"]
         assert len((await vestry(settings, "members", "ls"))[1]) == 3
 
+        unknown_tier = tmp_path / "unknown-tier.csv"
+        unknown_tier.write_text(
+            "name,tier,billing_email,joined_on\n"
+            "Wyre Council,district,ap@wyre.gov.uk,2026-04-01\n"
+            "Fylde Council,platinum,ap@fylde.gov.uk,2026-04-01\n"
+        )
+        code, data, _ = await vestry(settings, "members", "import", str(unknown_tier))
+        assert code == 1 and data["error"]["code"] == "invalid"
+        assert "line 3: unknown tier 'platinum'" in data["error"]["message"]
+        assert len((await vestry(settings, "members", "ls"))[1]) == 3  # Wyre was not imported
         code, data, _ = await vestry(
             settings,
             "members",

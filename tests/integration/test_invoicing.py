@@ -430,3 +430,41 @@ async def test_other_commands_are_answered_promptly_during_a_long_run(
         # A command waits for the chunk in hand (~0.3 s for 1,000 here) and at worst
         # a few more while SQLite's busy handler sleeps; never the whole run.
         assert max(latencies) < 3.0, latencies
+
+
+async def test_refusals_for_members_that_left_and_documents_that_do_not_exist(
+    settings: Settings, nc: Client
+) -> None:
+    async with subscriptions(settings):
+        await enrol_reference(nc)
+        await request(nc, LeaveMember(member="Wyre Council", leaves_on=date(2008, 12, 31)))
+        cases = [
+            (LeaveMember(member="Wyre Council", leaves_on=date(2009, 1, 31)), "ended", "member"),
+            (
+                ChangeTier(member="Wyre Council", tier="upper-tier", effective_on=date(2008, 6, 1)),
+                "ended",
+                "member",
+            ),
+            (
+                LeaveMember(member="Bury Council", leaves_on=date(2008, 3, 1)),
+                "invalid",
+                "leaves_on",
+            ),
+            (
+                ChangeTier(
+                    member="Chorley Council", tier="district", effective_on=date(2008, 6, 1)
+                ),
+                "invalid",
+                "tier",
+            ),
+            (ShowInvoice(number="INV-000001"), "not_found", "number"),
+            (ShowInvoice(number="nonsense"), "not_found", "number"),
+            (InvoiceRunStatus(run_id="no-such-run"), "not_found", "run_id"),
+            (VoidInvoice(invoice="CN-000001", reason="not an invoice"), "not_found", "invoice"),
+        ]
+        for command, code, field in cases:
+            with pytest.raises(CommandFailed) as refused:
+                await request(nc, command)
+            assert (refused.value.error.code, refused.value.error.field) == (code, field), command
+        later = await run_to_end(nc, 2009)
+        assert later["to_bill"] == 44  # the leaver is not billed for 2009
