@@ -107,22 +107,25 @@ class Subscriptions:
         lines = command.lines or list(range(1, len(command.members) + 1))
         taken = await store.taken_names(ctx.session, [m.name for m in command.members])
         seen: dict[str, int] = {}
-        problems = []
+        problems: list[tuple[str, int, str]] = []  # (code, line, reason)
         for line, member in zip(lines, command.members, strict=False):
             key = store.name_key(member.name)
             if key in taken:
-                problems.append(f"line {line}: {member.name} is already a member")
+                problems.append(("conflict", line, f"{member.name} is already a member"))
             elif key in seen:
-                problems.append(f"line {line}: {member.name} is also on line {seen[key]}")
+                problems.append(("conflict", line, f"{member.name} is also on line {seen[key]}"))
             elif member.tier not in self.catalog.tiers:
                 known = ", ".join(sorted(self.catalog.tiers))
-                problems.append(f"line {line}: unknown tier {member.tier!r}; the tiers are {known}")
+                problems.append(
+                    ("invalid", line, f"unknown tier {member.tier!r}; the tiers are {known}")
+                )
             seen.setdefault(key, line)
         if problems:
+            code, line, _ = problems[0]
             raise Refused(
-                "conflict" if "member" in problems[0] else "invalid",
-                "nothing imported: " + "; ".join(problems),
-                f"line {problems[0].split(':')[0].split()[-1]}",
+                code,
+                "nothing imported: " + "; ".join(f"line {n}: {why}" for _, n, why in problems),
+                f"line {line}",
             )
         ids = [await self.join_member(member, ctx) for member in command.members]
         return {"joined": len(ids), "member_ids": [i["member_id"] for i in ids]}
