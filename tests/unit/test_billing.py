@@ -397,3 +397,10 @@ def test_automation_moments_follow_the_london_calendar() -> None:
         2027,
         "yearly",
     )
+
+
+def test_the_shipped_catalog_file_is_the_reference_catalog() -> None:
+    import services.subscriptions
+
+    path = Path(services.subscriptions.__file__).parent / "reference-catalog.toml"
+    assert load_catalog(path) == REFERENCE_CATALOG
