@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import EmailStr, Field, StringConstraints
 
 from contracts.envelope import Message
 from contracts.registry import register
@@ -32,6 +32,10 @@ class DeliverySent(Message):
         description="Template the message was rendered from.", examples=["welcome"]
     )
     attempts: int = Field(ge=1, description="How many attempts it took.")
+    provider_id: str | None = Field(
+        default=None, description="The SMS gateway's id for the message, for SMS."
+    )
+    segments: int | None = Field(default=None, description="SMS parts the text took, for SMS.")
 
 
 @register
@@ -53,3 +57,173 @@ class DeliveryFailed(Message):
     template: str = Field(description="Template the message was rendered from.")
     attempts: int = Field(ge=1, description="How many attempts were made.")
     error: str = Field(description="The last error, as the server or gateway gave it.")
+
+
+@register
+class BroadcastCompleted(Message):
+    """Fact: every delivery of a broadcast is settled, sent or failed.
+
+    Sent once per broadcast, when its last ledger row is sent or given up;
+    not sent while any row is pending or deferred (quiet hours), and not for
+    a broadcast that found nobody to send to (its command answers that).
+    """
+
+    TYPE: ClassVar[str] = "BroadcastCompleted"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.broadcast.completed"
+    KIND: ClassVar[Literal["fact"]] = "fact"
+
+    broadcast_id: str = Field(description="Id of the broadcast.")
+    topic: str = Field(description="The topic it went to.", examples=["warp"])
+    template: str = Field(description="The template it was rendered from.")
+    channels: list[Channel] = Field(description="The channels it went by.")
+    recipients: int = Field(description="Subscribers of the topic when it was sent.")
+    sent: int = Field(description="Deliveries sent.")
+    failed: int = Field(description="Deliveries given up.")
+    skipped_for_consent: int = Field(
+        description="Subscriber × channel pairs skipped: no consent or no address on that channel."
+    )
+
+
+# Commands (each answered with a Reply; a refusal names its code and field)
+
+
+class _Command(Message):
+    KIND: ClassVar[Literal["command"]] = "command"
+
+
+ContactRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
+Topic = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=60)
+]
+
+
+@register
+class AddContact(_Command):
+    """Command: add a contact, or update the one with this email.
+
+    Answered with the contact. Refused (``invalid``, field ``mobile``) for a
+    number that is not a valid mobile, (``not_found``, field ``topics``) for
+    an unknown topic, (``invalid``) for SMS consent without a mobile.
+    """
+
+    TYPE: ClassVar[str] = "AddContact"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.add_contact"
+
+    email: EmailStr = Field(description="The contact's email.")
+    name: str | None = Field(default=None, max_length=200, description="The person's name.")
+    organisation: str | None = Field(
+        default=None, max_length=200, description="Their organisation."
+    )
+    mobile: str | None = Field(
+        default=None, max_length=40, description="Mobile number; UK numbers may leave out +44."
+    )
+    email_consent: bool = Field(default=True, description="Agrees to broadcasts by email.")
+    sms_consent: bool = Field(default=False, description="Agrees to SMS (needs a mobile).")
+    topics: list[Topic] = Field(default=[], description="Topics to subscribe to.")
+
+
+@register
+class ListContacts(_Command):
+    """Command: list contacts, by email. Changes nothing."""
+
+    TYPE: ClassVar[str] = "ListContacts"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.list_contacts"
+
+    topic: Topic | None = Field(default=None, description="Only subscribers of this topic.")
+    limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many.")
+
+
+@register
+class ShowContact(_Command):
+    """Command: one contact, their consents, topics and latest deliveries. Changes nothing."""
+
+    TYPE: ClassVar[str] = "ShowContact"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.show_contact"
+
+    contact: ContactRef = Field(description="The contact's id or email.")
+
+
+@register
+class Subscribe(_Command):
+    """Command: subscribe a contact to topics, and record consent to channels.
+
+    Refused (``not_found``) for an unknown contact or topic; (``invalid``)
+    for SMS consent without a mobile.
+    """
+
+    TYPE: ClassVar[str] = "Subscribe"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.subscribe"
+
+    contact: ContactRef = Field(description="The contact's id or email.")
+    topics: list[Topic] = Field(default=[], description="Topics to add.")
+    channels: list[Channel] = Field(default=[], description="Channels they now consent to.")
+
+
+@register
+class Unsubscribe(_Command):
+    """Command: take a contact off topics, or withdraw consent to channels.
+
+    Refused (``not_found``) for an unknown contact or topic.
+    """
+
+    TYPE: ClassVar[str] = "Unsubscribe"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.unsubscribe"
+
+    contact: ContactRef = Field(description="The contact's id or email.")
+    topics: list[Topic] = Field(default=[], description="Topics to leave.")
+    channels: list[Channel] = Field(default=[], description="Channels they withdraw consent to.")
+
+
+@register
+class ForgetContact(_Command):
+    """Command: erase a contact's personal data (right to erasure).
+
+    The contact, their topics and consents go; ledger rows keep only a digest
+    of the address, so a replayed fact sends them nothing. Refused
+    (``not_found``) for an unknown contact.
+    """
+
+    TYPE: ClassVar[str] = "ForgetContact"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.forget_contact"
+
+    contact: ContactRef = Field(description="The contact's id or email.")
+
+
+@register
+class SendBroadcast(_Command):
+    """Command: send a message to every subscriber of a topic, on each consented channel, once.
+
+    Answered with the broadcast's id and how many deliveries were planned and
+    skipped for consent. The same command sent again (same message id)
+    answers the same broadcast and plans nothing more. Refused, with nothing
+    planned: ``not_found`` (unknown topic or template), ``invalid`` (a channel
+    the template lacks, or data missing a variable the template needs).
+    """
+
+    TYPE: ClassVar[str] = "SendBroadcast"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.broadcast"
+
+    topic: Topic = Field(description="Who hears it: the topic's subscribers.", examples=["warp"])
+    channels: list[Channel] = Field(min_length=1, description="email, sms or both.")
+    template: str = Field(min_length=1, max_length=60, description="Template name.")
+    data: dict[str, Any] = Field(default={}, description="Values for the template.")
+    urgent: bool = Field(default=False, description="Urgent SMS go out in quiet hours too.")
+
+
+@register
+class BroadcastStatus(_Command):
+    """Command: a broadcast's deliveries by status. Changes nothing."""
+
+    TYPE: ClassVar[str] = "BroadcastStatus"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.broadcast_status"
+
+    broadcast_id: str = Field(description="Id of the broadcast.")

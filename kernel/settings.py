@@ -55,6 +55,54 @@ class Settings(BaseSettings):
     mail_from: str = "Vestry <no-reply@vestry.invalid>"
     mail_reply_to: str | None = None
 
+    # Notifications: SMS, templates, pacing and the unsubscribe link.
+    sms_provider: str = Field(
+        default="capture",
+        description="capture (files under the data directory) or notify (GOV.UK Notify).",
+    )
+    notify_api_key: str | None = Field(
+        default=None, description="GOV.UK Notify API key: <name>-<service id>-<secret key>."
+    )
+    notify_base_url: str = Field(
+        default="https://api.notifications.service.gov.uk", description="GOV.UK Notify API."
+    )
+    notify_sms_template_id: str | None = Field(
+        default=None,
+        description="Notify template holding only ((body)): the text Vestry renders goes in it.",
+    )
+    sms_segment_limit: int = Field(
+        default=2, ge=1, description="Most segments one SMS template may take."
+    )
+    quiet_hours: str | None = Field(
+        default="21:00-08:00",
+        description="Europe/London hours when non-urgent SMS wait; empty for none.",
+    )
+    email_rate_per_s: float = Field(
+        default=50.0, gt=0, description="Most emails handed to the SMTP server per second."
+    )
+    sms_rate_per_s: float = Field(
+        default=10.0, gt=0, description="Most SMS handed to the gateway per second."
+    )
+    delivery_retry_s: list[float] = Field(
+        default=[30.0, 120.0, 600.0, 1800.0],
+        description="Delay before each retry of a transiently failed delivery.",
+    )
+    send_concurrency: int = Field(
+        default=20, ge=1, description="Deliveries in flight at once per replica."
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="Operator templates that override the shipped ones."
+    )
+    partnership_name: str = Field(
+        default="North West Partnership", description="Who the messages are from."
+    )
+    public_url: str = Field(
+        default="https://vestry.invalid", description="Base of links in messages."
+    )
+    unsubscribe_secret: str = Field(
+        default="change-me", description="Key signing unsubscribe links (HMAC-SHA256)."
+    )
+
     def database_url(self, service: str) -> str:
         """The service's store: its own URL if set, else a SQLite file in the data directory."""
         explicit = getattr(self, f"{service}_db", None)

@@ -1,14 +1,86 @@
-"""Who hears what, by which channel: rules free of I/O."""
+"""Who hears what, by which channel, and when: rules free of I/O.
+
+Transactional messages (an invoice, a booking) go by email to the person the
+fact names, and also by SMS when that person has consented to SMS and given a
+mobile number. Broadcasts go only to contacts subscribed to their topic, on
+each channel they have consented to. Non-urgent SMS wait out quiet hours.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import phonenumbers
+
+from contracts.money import Money
 from contracts.subscriptions_v1 import MembershipStarted
 
-RETRY_DELAYS_S = (30.0, 120.0, 600.0, 1800.0)
-MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
+LONDON = ZoneInfo("Europe/London")
+CHANNELS = ("email", "sms")
+
+# The topics a contact can follow: the four programmes, the special-interest
+# groups, the newsletter and the warning, advice and reporting point.
+TOPICS: dict[str, str] = {
+    "business_process_improvement": "Business Process Improvement programme",
+    "project_and_programme_management": "Right Track North West project management",
+    "customer_service": "Customer Service Management programme",
+    "information_sharing_and_security": "Information Sharing and Security programme",
+    "warp": "WARP security advisories",
+    "newsletter": "The partnership's newsletter",
+    "waste_and_recycling": "Waste collection and recycling notices",
+    "digital": "Digital and ICT special-interest group",
+    "procurement": "Procurement special-interest group",
+}
+
+
+class InvalidPhone(ValueError):
+    """Raised when a mobile number cannot be read as a valid number."""
+
+
+class UnknownTopic(LookupError):
+    """Raised when a topic is not one of the partnership's topics."""
+
+
+def normalise_mobile(text: str, region: str = "GB") -> str:
+    """``text`` as an E.164 number (``+447700900123``); UK numbers may leave out +44."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as error:
+        raise InvalidPhone(f"{text!r} is not a phone number: {error}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"{text!r} is not a valid phone number")
+    kind = phonenumbers.number_type(number)
+    if kind not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        raise InvalidPhone(f"{text!r} is not a mobile number: SMS needs one")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_topic(topic: str) -> str:
+    if topic not in TOPICS:
+        raise UnknownTopic(f"there is no topic {topic!r}; the topics are {', '.join(TOPICS)}")
+    return topic
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """What the rules need to know of a contact: where, and what they agreed to."""
+
+    contact_id: str | None
+    email: str | None
+    mobile: str | None = None
+    email_consent: bool = True
+    sms_consent: bool = False
+    topics: frozenset[str] = frozenset()
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -19,6 +91,24 @@ class PlannedDelivery:
     channel: str
     template: str
     context: dict[str, Any]
+    urgent: bool = False
+    contact_id: str | None = None
+
+
+def transactional(
+    person: Reachable, template: str, context: dict[str, Any], *, sms_template: bool = True
+) -> list[PlannedDelivery]:
+    """Email to the person; SMS as well where they consented and gave a mobile."""
+    planned = []
+    if person.email:
+        planned.append(
+            PlannedDelivery(person.email, "email", template, context, contact_id=person.contact_id)
+        )
+    if sms_template and person.sms_consent and person.mobile:
+        planned.append(
+            PlannedDelivery(person.mobile, "sms", template, context, contact_id=person.contact_id)
+        )
+    return planned
 
 
 def welcome(fact: MembershipStarted) -> PlannedDelivery:
@@ -35,8 +125,137 @@ def welcome(fact: MembershipStarted) -> PlannedDelivery:
     )
 
 
-def retry_delay(attempts: int) -> float | None:
+@dataclass
+class FanOut:
+    """A broadcast's recipients, and whom it skipped for want of consent on a channel."""
+
+    planned: list[PlannedDelivery] = field(default_factory=list)
+    skipped_for_consent: int = 0
+    recipients: int = 0
+
+
+def fan_out(
+    contacts: Iterable[Reachable],
+    *,
+    topic: str,
+    channels: Sequence[str],
+    template: str,
+    data: dict[str, Any],
+    urgent: bool,
+    unsubscribe: Callable[[str], str] | None = None,
+) -> FanOut:
+    """One delivery per subscriber of ``topic`` and channel they consented to, each once."""
+    result = FanOut()
+    seen: set[tuple[str, str]] = set()
+    for contact in contacts:
+        if topic not in contact.topics:
+            continue
+        result.recipients += 1
+        for channel in channels:
+            address = contact.email if channel == "email" else contact.mobile
+            consented = contact.email_consent if channel == "email" else contact.sms_consent
+            if not consented or not address:
+                result.skipped_for_consent += 1
+                continue
+            if (channel, address) in seen:  # two contacts sharing an address hear it once
+                continue
+            seen.add((channel, address))
+            context = {**data, "recipient_name": contact.name or "", "topic": topic}
+            if unsubscribe is not None and contact.contact_id:
+                context["unsubscribe_url"] = unsubscribe(contact.contact_id)
+            result.planned.append(
+                PlannedDelivery(address, channel, template, context, urgent, contact.contact_id)
+            )
+    return result
+
+
+# When
+
+
+# The default delays before each retry of a transiently failed delivery (the
+# setting ``delivery_retry_s`` overrides them): a mail server's greylisting or
+# a gateway's outage is usually over within the hour.
+RETRY_DELAYS_S = (30.0, 120.0, 600.0, 1800.0)
+MAX_ATTEMPTS = len(RETRY_DELAYS_S) + 1
+
+
+def retry_delay(attempts: int, delays: Sequence[float] = RETRY_DELAYS_S) -> float | None:
     """Seconds before the next attempt after ``attempts`` failed ones, or None to give up."""
-    if attempts >= MAX_ATTEMPTS:
+    if attempts > len(delays):
         return None
-    return RETRY_DELAYS_S[attempts - 1]
+    return delays[max(attempts, 1) - 1]
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A nightly window (Europe/London) when non-urgent SMS wait; it may span midnight."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str | None) -> QuietHours | None:
+        """``"21:00-08:00"``, or None for an empty setting."""
+        if not text or not text.strip():
+            return None
+        try:
+            start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+        except ValueError:
+            raise ValueError(f"quiet hours {text!r} are not HH:MM-HH:MM") from None
+        return cls(start, end)
+
+    def wait_until(self, now: datetime) -> datetime | None:
+        """When a non-urgent SMS due at ``now`` may go, or None if it may go now."""
+        local = now.astimezone(LONDON)
+        clock = local.time()
+        if self.start == self.end:
+            return None
+        if self.start < self.end:
+            quiet = self.start <= clock < self.end
+            end_day = local.date()
+        else:  # spans midnight
+            quiet = clock >= self.start or clock < self.end
+            end_day = local.date() + timedelta(days=1) if clock >= self.start else local.date()
+        if not quiet:
+            return None
+        return datetime.combine(end_day, self.end, tzinfo=LONDON)
+
+
+# Unsubscribe links (RFC 8058 one-click)
+
+
+def unsubscribe_signature(secret: str, contact_id: str, topic: str) -> str:
+    message = f"{contact_id}:{topic}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def unsubscribe_url(base: str, secret: str, contact_id: str, topic: str) -> str:
+    signature = unsubscribe_signature(secret, contact_id, topic)
+    return f"{base.rstrip('/')}/unsubscribe?c={contact_id}&t={topic}&s={signature}"
+
+
+def unsubscribe_link_is_genuine(secret: str, contact_id: str, topic: str, signature: str) -> bool:
+    return hmac.compare_digest(unsubscribe_signature(secret, contact_id, topic), signature)
+
+
+def forgotten_digest(address: str) -> str:
+    """What the ledger keeps of a forgotten address: enough to stay unique, nothing to read."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+# How people see times, days and money
+
+
+def when(instant: datetime) -> str:
+    """An instant as people in the UK read it: ``Tue 9 Jun 2026, 10:00``."""
+    local = instant.astimezone(LONDON)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M}"
+
+
+def day(value: date) -> str:
+    return f"{value.day} {value:%b %Y}"
+
+
+def pounds(money: Money) -> str:
+    sign = "-" if money.amount_minor < 0 else ""
+    return f"{sign}£{abs(money.amount_minor) / 100:,.2f}"

@@ -1,24 +1,37 @@
 """The sender: takes due ledger rows, sends each, and records the outcome with its fact.
 
-Each row is claimed before it is sent, so replicas never send the same row at
-the same time. Sending is at least once at the mail server's door: a crash
-after the server accepted a message and before the row is marked sends it
-again when the claim lapses, with the same Message-ID. Everything before that
-door happens once.
+Rows are claimed in batches before they are sent, so replicas never send the
+same row at the same time. Sending is at least once at the provider's door: a
+crash after the mail server or gateway accepted a message and before the row
+is marked sends it again when the claim lapses (an email with the same
+Message-ID). Everything before that door happens once.
+
+A transient failure (SMTP 4xx, a timeout, a gateway 5xx) is tried again after
+the configured delays; a permanent one (SMTP 5xx, an invalid number, a
+template that cannot render) fails the row at once. Either way a row given up
+publishes ``notifications.delivery.failed``. A non-urgent SMS due in quiet
+hours is deferred to their end, not dropped, and that costs no attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from contracts.envelope import derived_message_id
 from contracts.notifications_v1 import DeliveryFailed, DeliverySent
 from kernel.outbox import Publisher
 from kernel.runtime import Service
+from kernel.settings import Settings
 from services.notifications import domain, store
+from services.notifications.failures import PermanentFailure, TransientFailure
+from services.notifications.handlers import complete_broadcast
 from services.notifications.mailer import Mailer
+from services.notifications.segments import count_segments
+from services.notifications.sms import SmsProvider, provider_from
+from services.notifications.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
 
@@ -27,77 +40,186 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=5)
 
 
+class RateLimit:
+    """At most ``per_second`` starts a second, spread evenly, shared by concurrent senders."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What became of one attempt at one row."""
+
+    outcome: str  # sent, transient, permanent or deferred
+    error: str | None = None
+    provider_id: str | None = None
+    segments: int | None = None
+    until: datetime | None = None
+
+
+class Sender:
+    """Sends ledger rows by email (SMTP) and SMS (a provider), paced per provider."""
+
+    def __init__(
+        self, settings: Settings, mailer: Mailer | None = None, sms: SmsProvider | None = None
+    ) -> None:
+        self.settings = settings
+        self.mailer = mailer or Mailer(settings)
+        self.sms = sms or provider_from(settings)
+        self.quiet = domain.QuietHours.parse(settings.quiet_hours)
+        self.limits = {
+            "email": RateLimit(settings.email_rate_per_s),
+            "sms": RateLimit(settings.sms_rate_per_s),
+        }
+
+    async def attempt(self, delivery: store.Delivery) -> Attempt:
+        try:
+            if delivery.channel == "sms":
+                return await self._sms(delivery)
+            message = self.mailer.compose(delivery)
+            await self.limits["email"].wait()
+            await self.mailer.send(message)
+            return Attempt("sent")
+        except TransientFailure as failure:
+            return Attempt("transient", str(failure))
+        except PermanentFailure as failure:
+            return Attempt("permanent", str(failure))
+        except Exception as failure:  # an unforeseen error: worth another try, then given up
+            log.exception("delivery %s: unexpected error", delivery.id)
+            return Attempt("transient", f"{type(failure).__name__}: {failure}")
+
+    async def _sms(self, delivery: store.Delivery) -> Attempt:
+        if not delivery.urgent and self.quiet is not None:
+            until = self.quiet.wait_until(datetime.now(UTC))
+            if until is not None:
+                return Attempt("deferred", until=until)
+        try:
+            text = self.mailer.templates.sms(delivery.template, delivery.template_context)
+        except TemplateProblem as problem:
+            raise PermanentFailure(str(problem)) from None
+        segments = count_segments(text).segments
+        await self.limits["sms"].wait()
+        provider_id = await self.sms.send(delivery.recipient, text, reference=delivery.id)
+        return Attempt("sent", provider_id=provider_id, segments=segments)
+
+    async def close(self) -> None:
+        await self.sms.close()
+
+
 async def run_sender(service: Service, *, poll_interval: float = 0.3) -> None:
-    mailer = Mailer(service.settings)
-    while True:
-        try:
-            sent = await send_due(service, mailer)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sender: a round failed; trying again")
-            sent = 0
-        if not sent:
-            await asyncio.sleep(poll_interval)
+    sender = Sender(service.settings)
+    try:
+        while True:
+            try:
+                sent = await send_due(service, sender)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sender: a round failed; trying again")
+                sent = 0
+            if not sent:
+                await asyncio.sleep(poll_interval)
+    finally:
+        await sender.close()
 
 
-async def send_due(service: Service, mailer: Mailer) -> int:
-    """Attempt every due delivery once; returns how many were attempted."""
-    async with service.sessions() as session:
-        due = await store.due_deliveries(session)
-    attempted = 0
-    for delivery in due:
-        async with service.sessions() as session, session.begin():
-            claimed = await store.claim_delivery(session, delivery, lease=CLAIM_LEASE)
-        if not claimed:  # another replica took it
-            continue
-        attempted += 1
-        error: str | None = None
-        try:
-            await mailer.send(mailer.compose(delivery))
-        except Exception as failure:
-            error = f"{type(failure).__name__}: {failure}"
-        await _record(service, delivery.id, error)
-    return attempted
-
-
-async def _record(service: Service, delivery_id: str, error: str | None) -> None:
+async def send_due(service: Service, sender: Sender | Mailer) -> int:
+    """Attempt one batch of due deliveries; returns how many were attempted."""
+    if isinstance(sender, Mailer):
+        sender = Sender(service.settings, mailer=sender)
+    settings = service.settings
     async with service.sessions() as session, session.begin():
-        delivery = await session.get(store.Delivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
-            return
-        delivery.attempts += 1
-        fact = _outcome(delivery, error)
-        if fact is not None:
-            await Publisher(session)(
-                fact, id=derived_message_id("delivery", delivery.id, "outcome")
-            )
+        claimed = await store.claim_due(
+            session, limit=settings.send_concurrency * 5, lease=CLAIM_LEASE
+        )
+    if not claimed:
+        return 0
+    gate = asyncio.Semaphore(settings.send_concurrency)
+
+    async def attempt(delivery: store.Delivery) -> Attempt:
+        async with gate:
+            return await sender.attempt(delivery)
+
+    attempts = await asyncio.gather(*(attempt(delivery) for delivery in claimed))
+    await _record(service, list(zip(claimed, attempts, strict=True)))
+    return sum(1 for a in attempts if a.outcome != "deferred")
+
+
+async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]]) -> None:
+    """Each row's outcome, its fact, and any broadcast this settles, in one transaction."""
+    delays = service.settings.delivery_retry_s
+    async with service.sessions() as session, session.begin():
+        publish = Publisher(session)
+        touched: set[str] = set()
+        for claimed, attempt in results:
+            delivery = await session.get(store.Delivery, claimed.id)
+            if delivery is None or delivery.status not in store.OPEN:
+                continue
+            if delivery.claim != claimed.claim:  # the lease ran out and another replica took it
+                continue
+            fact = _outcome(delivery, attempt, delays)
+            if fact is not None:
+                await publish(fact, id=derived_message_id("delivery", delivery.id, "outcome"))
+                if delivery.broadcast_id:
+                    touched.add(delivery.broadcast_id)
+        for broadcast_id in sorted(touched):
+            broadcast = await session.get(store.Broadcast, broadcast_id)
+            if broadcast is None or broadcast.completed_at is not None:
+                continue
+            counts = await store.broadcast_counts(session, broadcast_id)
+            if counts["pending"] == 0 and counts["deferred"] == 0:
+                await complete_broadcast(session, broadcast, publish, counts)
     service.wake_relay()
 
 
-def _outcome(delivery: store.Delivery, error: str | None) -> DeliverySent | DeliveryFailed | None:
+def _outcome(
+    delivery: store.Delivery, attempt: Attempt, delays: list[float]
+) -> DeliverySent | DeliveryFailed | None:
     """Update the row after an attempt; the fact to publish, if the row is settled."""
     now = datetime.now(UTC)
-    if error is None:
+    delivery.claim = None
+    if attempt.outcome == "deferred":
+        assert attempt.until is not None
+        delivery.status, delivery.next_attempt_at = "deferred", attempt.until
+        return None
+    delivery.attempts += 1
+    if attempt.outcome == "sent":
         delivery.status, delivery.sent_at = "sent", now
+        delivery.provider_id, delivery.segments = attempt.provider_id, attempt.segments
         return DeliverySent(
             delivery_id=delivery.id,
             cause_id=delivery.cause_id,
-            channel=delivery.channel,
+            channel=delivery.channel,  # type: ignore[arg-type]
             template=delivery.template,
             attempts=delivery.attempts,
+            provider_id=attempt.provider_id,
+            segments=attempt.segments,
         )
+    error = attempt.error or attempt.outcome
     delivery.last_error = error
-    delay = domain.retry_delay(delivery.attempts)
+    delay = (
+        domain.retry_delay(delivery.attempts, delays) if attempt.outcome == "transient" else None
+    )
     if delay is not None:
+        delivery.status = "pending"
         delivery.next_attempt_at = now + timedelta(seconds=delay)
-        log.warning("delivery %s failed (%s); next attempt in %.0fs", delivery.id, error, delay)
+        log.warning("delivery %s failed (%s); next attempt in %.1fs", delivery.id, error, delay)
         return None
     delivery.status = "failed"
+    log.error("delivery %s given up after %d attempts: %s", delivery.id, delivery.attempts, error)
     return DeliveryFailed(
         delivery_id=delivery.id,
         cause_id=delivery.cause_id,
-        channel=delivery.channel,
+        channel=delivery.channel,  # type: ignore[arg-type]
         template=delivery.template,
         attempts=delivery.attempts,
         error=error[:1000],

@@ -1,17 +1,34 @@
-"""The notifications store: contacts and the delivery ledger."""
+"""The notifications store: contacts, their consents and topics, broadcasts and the delivery ledger."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.notifications.domain import PlannedDelivery
+from services.notifications.domain import PlannedDelivery, Reachable, forgotten_digest
+
+SETTLED = ("sent", "failed")
+OPEN = ("pending", "deferred")
 
 
 class Base(DeclarativeBase):
@@ -26,6 +43,42 @@ class Contact(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     organisation: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(40))
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    email_consent: Mapped[bool] = mapped_column(Boolean, default=True)
+    sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ContactTopic(Base):
+    __tablename__ = "contact_topics"
+
+    contact_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic: Mapped[str] = mapped_column(String(60), primary_key=True, index=True)
+
+
+class Forgotten(Base):
+    """Addresses of people who asked to be forgotten, as digests: never planned for again."""
+
+    __tablename__ = "forgotten"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(60))
+    template: Mapped[str] = mapped_column(String(60))
+    channels: Mapped[str] = mapped_column(String(20))
+    urgent: Mapped[bool] = mapped_column(Boolean)
+    recipients: Mapped[int] = mapped_column(Integer)
+    planned: Mapped[int] = mapped_column(Integer)
+    skipped_for_consent: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Delivery(Base):
@@ -48,28 +101,181 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    segments: Mapped[int | None] = mapped_column(Integer)
+    broadcast_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    contact_id: Mapped[str | None] = mapped_column(String(36))
+    claim: Mapped[str | None] = mapped_column(String(36))
 
     @property
     def template_context(self) -> dict[str, Any]:
         return dict(json.loads(self.context))
 
 
+# Contacts
+
+
+async def contact_by_email(session: AsyncSession, email: str) -> Contact | None:
+    return await session.scalar(select(Contact).where(Contact.email == email.strip().lower()))
+
+
+async def find_contact(session: AsyncSession, ref: str) -> Contact | None:
+    """A contact by id or email."""
+    return await session.get(Contact, ref) or await contact_by_email(session, ref)
+
+
+async def is_forgotten(session: AsyncSession, address: str) -> bool:
+    return await session.get(Forgotten, forgotten_digest(address)) is not None
+
+
 async def remember_contact(
-    session: AsyncSession, *, email: str, name: str | None, organisation: str | None, source: str
-) -> None:
-    existing = await session.scalar(select(Contact).where(Contact.email == email))
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str | None,
+    organisation: str | None,
+    source: str,
+    mobile: str | None = None,
+    sms_consent: bool | None = None,
+) -> Contact | None:
+    """Add or fill in a contact learnt from a fact; None for someone who asked to be forgotten."""
+    email = email.strip().lower()
+    if await is_forgotten(session, email):
+        return None
+    existing = await contact_by_email(session, email)
     if existing is None:
-        session.add(
-            Contact(
-                id=str(uuid.uuid4()),
-                email=email,
-                name=name,
-                organisation=organisation,
-                source=source,
-            )
+        existing = Contact(
+            id=str(uuid.uuid4()),
+            email=email,
+            name=name,
+            organisation=organisation,
+            source=source,
+            mobile=mobile,
+            email_consent=True,
+            sms_consent=bool(sms_consent and mobile),
         )
-    elif organisation and not existing.organisation:
-        existing.organisation = organisation
+        session.add(existing)
+        await session.flush()
+        return existing
+    existing.name = existing.name or name
+    existing.organisation = existing.organisation or organisation
+    if mobile:
+        existing.mobile = mobile
+    if sms_consent and existing.mobile:  # an opt-in on a booking form; opting out is explicit
+        existing.sms_consent = True
+    return existing
+
+
+async def topics_of(session: AsyncSession, contact_id: str) -> list[str]:
+    return sorted(
+        await session.scalars(
+            select(ContactTopic.topic).where(ContactTopic.contact_id == contact_id)
+        )
+    )
+
+
+def reachable(contact: Contact | None, topics: Iterable[str] = ()) -> Reachable | None:
+    if contact is None:
+        return None
+    return Reachable(
+        contact_id=contact.id,
+        email=contact.email,
+        mobile=contact.mobile,
+        email_consent=contact.email_consent,
+        sms_consent=contact.sms_consent,
+        topics=frozenset(topics),
+        name=contact.name,
+    )
+
+
+async def subscribers(session: AsyncSession, topic: str) -> list[Reachable]:
+    rows = await session.scalars(
+        select(Contact)
+        .join(ContactTopic, ContactTopic.contact_id == Contact.id)
+        .where(ContactTopic.topic == topic)
+        .order_by(Contact.email)
+    )
+    return [
+        Reachable(
+            contact_id=c.id,
+            email=c.email,
+            mobile=c.mobile,
+            email_consent=c.email_consent,
+            sms_consent=c.sms_consent,
+            topics=frozenset({topic}),
+            name=c.name,
+        )
+        for c in rows
+    ]
+
+
+async def subscribe(session: AsyncSession, contact: Contact, topics: Iterable[str]) -> None:
+    have = set(await topics_of(session, contact.id))
+    for topic in sorted(set(topics) - have):
+        session.add(ContactTopic(contact_id=contact.id, topic=topic))
+    await session.flush()
+
+
+async def unsubscribe(session: AsyncSession, contact: Contact, topics: Iterable[str]) -> None:
+    await session.execute(
+        delete(ContactTopic).where(
+            ContactTopic.contact_id == contact.id, ContactTopic.topic.in_(list(topics))
+        )
+    )
+
+
+async def forget(session: AsyncSession, contact: Contact) -> int:
+    """Erase the contact; the ledger keeps each row (so nothing is sent again) but not the address.
+
+    Returns how many ledger rows were scrubbed.
+    """
+    now = datetime.now(UTC)
+    scrubbed = 0
+    for address in filter(None, (contact.email, contact.mobile)):
+        digest = forgotten_digest(address)
+        if await session.get(Forgotten, digest) is None:
+            session.add(Forgotten(digest=digest, forgotten_at=now))
+        # A row not sent yet never will be: there is no one left to send it to.
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.recipient == address, Delivery.status.in_(OPEN))
+            .values(status="failed", last_error="the contact was forgotten before it was sent")
+            .execution_options(synchronize_session=False)
+        )
+        result = await session.execute(
+            update(Delivery)
+            .where(Delivery.recipient == address)
+            .values(recipient=f"forgotten:{digest[:40]}", context="{}")
+            .execution_options(synchronize_session=False)
+        )
+        scrubbed += result.rowcount  # type: ignore[attr-defined]
+    await session.execute(delete(ContactTopic).where(ContactTopic.contact_id == contact.id))
+    await session.delete(contact)
+    return scrubbed
+
+
+# The ledger
+
+
+def _row(
+    cause_id: str, planned: PlannedDelivery, now: datetime, broadcast_id: str | None
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "cause_id": cause_id,
+        "recipient": planned.recipient,
+        "channel": planned.channel,
+        "template": planned.template,
+        "context": json.dumps(planned.context),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "urgent": planned.urgent,
+        "broadcast_id": broadcast_id,
+        "contact_id": planned.contact_id,
+    }
 
 
 async def plan_delivery(session: AsyncSession, cause_id: str, planned: PlannedDelivery) -> bool:
@@ -81,52 +287,45 @@ async def plan_delivery(session: AsyncSession, cause_id: str, planned: PlannedDe
             Delivery.channel == planned.channel,
         )
     )
-    if existing is not None:
+    if existing is not None or await is_forgotten(session, planned.recipient):
         return False
-    now = datetime.now(UTC)
-    session.add(
-        Delivery(
-            id=str(uuid.uuid4()),
-            cause_id=cause_id,
-            recipient=planned.recipient,
-            channel=planned.channel,
-            template=planned.template,
-            context=json.dumps(planned.context),
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    await session.flush()
+    await session.execute(insert(Delivery), [_row(cause_id, planned, datetime.now(UTC), None)])
     return True
 
 
-async def due_deliveries(session: AsyncSession, limit: int = 50) -> list[Delivery]:
-    return list(
+async def plan_broadcast(
+    session: AsyncSession, broadcast_id: str, planned: list[PlannedDelivery]
+) -> None:
+    """Every row of a new broadcast, in bulk (its id is new, so none can exist yet)."""
+    now = datetime.now(UTC)
+    rows = [_row(broadcast_id, item, now, broadcast_id) for item in planned]
+    for first in range(0, len(rows), 2000):
+        await session.execute(insert(Delivery), rows[first : first + 2000])
+
+
+async def claim_due(
+    session: AsyncSession, *, limit: int, lease: timedelta, now: datetime | None = None
+) -> list[Delivery]:
+    """Take up to ``limit`` due rows for sending until ``lease`` from now; others leave them be."""
+    now = now or datetime.now(UTC)
+    due = list(
         await session.scalars(
-            select(Delivery)
-            .where(Delivery.status == "pending", Delivery.next_attempt_at <= datetime.now(UTC))
-            .order_by(Delivery.created_at)
+            select(Delivery.id)
+            .where(Delivery.status.in_(OPEN), Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.created_at)
             .limit(limit)
         )
     )
-
-
-async def claim_delivery(session: AsyncSession, delivery: Delivery, *, lease: timedelta) -> bool:
-    """Take ``delivery`` for sending until ``lease`` from now; False if someone else has it."""
-    now = datetime.now(UTC)
-    claimed = await session.execute(
+    if not due:
+        return []
+    token = str(uuid.uuid4())
+    await session.execute(
         update(Delivery)
-        .where(
-            Delivery.id == delivery.id,
-            Delivery.status == "pending",
-            Delivery.next_attempt_at == delivery.next_attempt_at,
-        )
-        .values(next_attempt_at=now + lease)
+        .where(Delivery.id.in_(due), Delivery.status.in_(OPEN), Delivery.next_attempt_at <= now)
+        .values(claim=token, next_attempt_at=now + lease)
         .execution_options(synchronize_session=False)
     )
-    return claimed.rowcount == 1  # type: ignore[attr-defined]
+    return list(await session.scalars(select(Delivery).where(Delivery.claim == token)))
 
 
 async def count_deliveries(session: AsyncSession, status: str | None = None) -> int:
@@ -134,3 +333,14 @@ async def count_deliveries(session: AsyncSession, status: str | None = None) -> 
     if status:
         query = query.where(Delivery.status == status)
     return await session.scalar(query) or 0
+
+
+async def broadcast_counts(session: AsyncSession, broadcast_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.broadcast_id == broadcast_id)
+        .group_by(Delivery.status)
+    )
+    counts = {status: 0 for status in ("pending", "deferred", "sent", "failed")}
+    counts.update({status: count for status, count in rows})
+    return counts

@@ -1,0 +1,111 @@
+"""Rendering messages from Jinja2 templates: the shipped ones, or an operator's override.
+
+Undefined variables are errors (StrictUndefined), HTML is autoescaped, and an
+operator's directory is searched before the shipped one, so any single file
+can be replaced without copying the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    UndefinedError,
+    select_autoescape,
+)
+
+SHIPPED = Path(__file__).parent / "templates"
+
+
+class TemplateProblem(Exception):
+    """Raised when a message cannot be rendered: an unknown template or a missing variable."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class Templates:
+    def __init__(self, overrides: Path | None = None, *, partnership: str = "") -> None:
+        loaders = [FileSystemLoader(overrides)] if overrides else []
+        self._env = Environment(
+            loader=ChoiceLoader([*loaders, FileSystemLoader(SHIPPED)]),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            keep_trailing_newline=False,
+        )
+        self._partnership = partnership
+
+    def names(self) -> dict[str, list[str]]:
+        """Every message type found, with its channels."""
+        found: dict[str, set[str]] = {}
+        for name in self._env.list_templates(extensions=["j2"]):
+            if name.startswith("_"):
+                continue
+            stem, part = name.rsplit(".", 2)[0], name.rsplit(".", 2)[1]
+            if part == "subject":
+                found.setdefault(stem, set()).add("email")
+            elif part == "sms":
+                found.setdefault(stem, set()).add("sms")
+        return {name: sorted(channels) for name, channels in sorted(found.items())}
+
+    def channels(self, name: str) -> list[str]:
+        return self.names().get(name, [])
+
+    def check(self, name: str, channels: list[str]) -> None:
+        """Raise TemplateProblem unless ``name`` has a template for each of ``channels``."""
+        known = self.names()
+        if name not in known:
+            raise TemplateProblem(
+                "not_found",
+                f"there is no template {name!r}; `vestry templates ls` lists {len(known)}",
+                "template",
+            )
+        missing = [channel for channel in channels if channel not in known[name]]
+        if missing:
+            raise TemplateProblem(
+                "invalid",
+                f"template {name!r} has no {' or '.join(missing)} version; it has "
+                f"{', '.join(known[name])}",
+                "channels",
+            )
+
+    def email(self, name: str, context: dict[str, Any]) -> RenderedEmail:
+        return RenderedEmail(
+            subject=" ".join(self.render(f"{name}.subject.j2", context).split()),
+            text=self.render(f"{name}.txt.j2", context),
+            html=self.render(f"{name}.html.j2", context),
+        )
+
+    def sms(self, name: str, context: dict[str, Any]) -> str:
+        return " ".join(self.render(f"{name}.sms.j2", context).split())
+
+    def render(self, filename: str, context: dict[str, Any]) -> str:
+        try:
+            template = self._env.get_template(filename)
+            return template.render({"partnership": self._partnership, **context})
+        except TemplateNotFound:
+            raise TemplateProblem(
+                "not_found", f"there is no template file {filename}", "template"
+            ) from None
+        except UndefinedError as error:
+            raise TemplateProblem(
+                "invalid",
+                f"{filename} needs a value the data does not give: {error.message}",
+                "data",
+            ) from None
