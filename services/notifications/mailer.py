@@ -65,12 +65,7 @@ class Mailer:
             )
         if template == "invoice_issued":
             document = self.templates.render("invoice_document.html.j2", context)
-            message.add_attachment(
-                document.encode(),
-                maintype="text",
-                subtype="html",
-                filename=f"{context['number']}.html",
-            )
+            message.add_attachment(document, subtype="html", filename=f"{context['number']}.html")
 
     async def send(self, message: EmailMessage) -> None:
         """Hand ``message`` over; raises TransientFailure or PermanentFailure when refused."""
