@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kernel.settings import Settings
-from vestry import cli_events, cli_ops, cli_subscriptions, demo_run
+from vestry import cli_events, cli_notifications, cli_ops, cli_subscriptions, demo_run
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
@@ -48,6 +48,10 @@ app.add_typer(cli_events.events_app, name="events")
 app.add_typer(cli_events.bookings_app, name="bookings")
 app.command("book")(cli_events.book)
 app.command("checkin")(cli_events.checkin)
+app.add_typer(cli_notifications.contacts_app, name="contacts")
+app.command("broadcast")(cli_notifications.broadcast)
+app.add_typer(cli_notifications.templates_app, name="templates")
+app.add_typer(cli_notifications.sms_app, name="sms")
 
 
 @app.callback()
