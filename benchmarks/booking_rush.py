@@ -2,6 +2,9 @@
 over NATS request/reply to one event with a tenth as many places, as a popular
 course opening for booking would. Each request is timed from send to answer.
 
+It runs twice: once with the service in the benchmark's own event loop (as the
+other benchmarks run theirs), and once as its own process, as `vestry dev` and
+production run it, so the client's thousand coroutines do not share its loop.
 The baseline is a plain nats-py responder on the same server, in the same
 event loop, answering the same number of requests of the same size at the
 same concurrency, so the ratio is what Vestry's validation, transaction and
@@ -11,8 +14,13 @@ outbox cost over bare request/reply.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -121,6 +129,33 @@ async def booking_rush(nc: Client, count: int, places: int) -> tuple[float, list
     return elapsed, [latency for latency, _ in results], confirmed, waitlisted
 
 
+@contextmanager
+def own_process(nats_url: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The events service as ``python -m services.events``, its own store in ``data_dir``."""
+    env = {
+        **os.environ,
+        "VESTRY_NATS_URL": nats_url,
+        "VESTRY_DATA_DIR": str(data_dir),
+        "VESTRY_EVENTS_DB": "",
+        "VESTRY_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.events"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 async def run(count: int) -> list[Figure]:
     requests = min(count, REQUESTS)
     places = max(1, requests // 10)
@@ -143,6 +178,9 @@ async def run(count: int) -> list[Figure]:
                 vestry_s, latencies, confirmed, waitlisted = await booking_rush(
                     nc, requests, places
                 )
+            with own_process(server.url, Path(tmp) / "own-process"):
+                await answering(nc, timeout=60)
+                apart_s, apart_latencies, *_ = await booking_rush(nc, requests, places)
         finally:
             await nc.close()
     vestry_rate, raw_rate = rate(requests, vestry_s), rate(requests, raw_s)
@@ -156,6 +194,14 @@ async def run(count: int) -> list[Figure]:
         ),
         Figure("booking latency p50", statistics.median(latencies) * ms, "ms"),
         Figure("booking latency p99", percentile(latencies, 0.99) * ms, "ms"),
+        Figure(
+            "bookings, service in own process",
+            rate(requests, apart_s),
+            "bookings/s",
+            f"{apart_s:.2f}s; exactly {places} confirmed again",
+        ),
+        Figure("  its latency p50", statistics.median(apart_latencies) * ms, "ms"),
+        Figure("  its latency p99", percentile(apart_latencies, 0.99) * ms, "ms"),
         Figure(
             "raw request/reply",
             raw_rate,
