@@ -56,6 +56,9 @@ class HealthReport(BaseModel):
     pid: int
     store: str = Field(description="The store's URL, without credentials.")
     outbox_unsent: int = Field(description="Facts written but not yet in JetStream.")
+    backlog: int = Field(
+        default=0, description="Work the service owes beyond its consumers, e.g. mail due."
+    )
     consumers: list[ConsumerLag]
 
 

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Message
 from contracts.system_v1 import (
@@ -85,6 +86,7 @@ class Service:
         self.broker.subscriber(redrive_subject(name), queue=name)(self._redrive_endpoint)
         self.broker.subscriber(rebuild_subject(name), queue=name)(self._rebuild_endpoint)
         self._read_model: ReadModel | None = None
+        self._backlog: Callable[[AsyncSession], Awaitable[int]] | None = None
         self.app = FastStream(
             self.broker,
             on_startup=[self.prepare],
@@ -133,6 +135,11 @@ class Service:
         """Declare the tables built only from other services' facts, and their handlers,
         so that `vestry rebuild` can drop them and replay the streams."""
         self._read_model = ReadModel(tuple(tables), dict(handlers))
+
+    def backlog(self, count: Callable[[AsyncSession], Awaitable[int]]) -> None:
+        """Report ``count(session)`` in health as work still owed (mail due, say), so an
+        operator or the demo can wait until the service has caught up."""
+        self._backlog = count
 
     def worker(self, run: Callable[[Service], Coroutine[Any, Any, None]]) -> None:
         """Run ``run(service)`` beside the consumers for as long as the service runs."""
@@ -270,12 +277,14 @@ class Service:
             )
         async with self.sessions() as session:
             unsent = await outbox.unsent_count(session)
+            backlog = await self._backlog(session) if self._backlog else 0
         return HealthReport(
             service=self.name,
             version=_version(),
             pid=os.getpid(),
             store=redacted(self.database_url),
             outbox_unsent=unsent,
+            backlog=backlog,
             consumers=lags,
         )
 

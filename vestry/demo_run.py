@@ -55,11 +55,18 @@ async def run_demo(nc: Client, mail_dir: Path, progress: Progress | None = None)
 
 
 async def _settled(nc: Client, timeout: float = 30) -> None:
-    """Wait until every consumer has caught up, so the replay meets handled facts only."""
+    """Wait until every consumer, relay and sender has caught up, so that the replay
+    meets handled facts only and any mail during it would be the replay's doing."""
 
     async def caught_up() -> bool:
         states = await status_report.stream_states(nc)
-        return all(c.pending == 0 and c.ack_pending == 0 for s in states for c in s.consumers)
+        if not all(c.pending == 0 and c.ack_pending == 0 for s in states for c in s.consumers):
+            return False
+        services = (await status_report.gather(nc)).services
+        return all(
+            s.report is not None and s.report.outbox_unsent == 0 and s.report.backlog == 0
+            for s in services
+        )
 
     await wait_for(caught_up, timeout)
 

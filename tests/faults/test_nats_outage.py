@@ -15,6 +15,7 @@ from services.subscriptions import handlers
 from tests.conftest import Mailbox, eventually
 from tests.stack import deliveries_per_cause, join, join_command, membership_views, stack
 from vestry.natsserver import NatsServer
+from vestry.status import service_state
 
 
 async def test_nats_down_for_five_seconds_loses_and_doubles_nothing(
@@ -40,6 +41,8 @@ async def test_nats_down_for_five_seconds_loses_and_doubles_nothing(
         nats_server.start()
 
         await eventually(lambda: nc.is_connected, what="client reconnected")
+        # Each service reconnects on its own schedule; commands wait until subscriptions answers.
+        await eventually(lambda: _answers(nc, "subscriptions"), timeout=30, what="subscriptions back")
         for number in range(40, 60):
             await join(nc, number)
 
@@ -55,6 +58,10 @@ async def test_nats_down_for_five_seconds_loses_and_doubles_nothing(
         assert info.state.messages == 60
         recipients = sorted(mail.to for mail in mailbox.mails())
         assert len(set(recipients)) == 60
+
+
+async def _answers(nc: Client, service: str) -> bool:
+    return (await service_state(nc, service)).up
 
 
 async def _views_are(events, expected: int) -> bool:  # type: ignore[no-untyped-def]
