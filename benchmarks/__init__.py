@@ -7,4 +7,4 @@ list it in ``BENCHMARKS``.
 
 from __future__ import annotations
 
-BENCHMARKS: tuple[str, ...] = ("outbox_inbox", "booking_rush", "invoice_run", "replay")
+BENCHMARKS: tuple[str, ...] = ("outbox_inbox", "booking_rush", "invoice_run", "replay", "broadcast")

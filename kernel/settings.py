@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(
         default=20, ge=1, description="Deliveries in flight at once per replica."
     )
+    sender_poll_s: float = Field(
+        default=0.1, gt=0, description="How often an idle sender looks for due deliveries."
+    )
     templates_dir: Path | None = Field(
         default=None, description="Operator templates that override the shipped ones."
     )

@@ -20,6 +20,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
+
 from contracts.envelope import derived_message_id
 from contracts.notifications_v1 import DeliveryFailed, DeliverySent
 from kernel.outbox import Publisher
@@ -112,11 +114,13 @@ class Sender:
         return Attempt("sent", provider_id=provider_id, segments=segments)
 
     async def close(self) -> None:
+        await self.mailer.close()
         await self.sms.close()
 
 
-async def run_sender(service: Service, *, poll_interval: float = 0.3) -> None:
+async def run_sender(service: Service) -> None:
     sender = Sender(service.settings)
+    poll_interval = service.settings.sender_poll_s
     try:
         while True:
             try:
@@ -160,8 +164,14 @@ async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]
     async with service.sessions() as session, session.begin():
         publish = Publisher(session)
         touched: set[str] = set()
+        rows = {
+            row.id: row
+            for row in await session.scalars(
+                select(store.Delivery).where(store.Delivery.id.in_([c.id for c, _ in results]))
+            )
+        }
         for claimed, attempt in results:
-            delivery = await session.get(store.Delivery, claimed.id)
+            delivery = rows.get(claimed.id)
             if delivery is None or delivery.status not in store.OPEN:
                 continue
             if delivery.claim != claimed.claim:  # the lease ran out and another replica took it
