@@ -43,6 +43,7 @@ from kernel.outbox import Publisher
 from kernel.settings import Settings
 from services.notifications import domain, store
 from services.notifications.domain import day, pounds, when
+from services.notifications.segments import count_segments
 from services.notifications.templates import TemplateProblem, Templates
 
 log = logging.getLogger(__name__)
@@ -375,7 +376,10 @@ async def unsubscribe(command: Unsubscribe, ctx: CommandContext) -> dict[str, An
 async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[str, Any]:
     contact = await _contact(ctx, command.contact)
     contact_id = contact.id
+    broadcasts = await store.open_broadcasts_of(ctx.session, contact)
     scrubbed = await store.forget(ctx.session, contact)
+    for broadcast_id in broadcasts:  # their last open row may have been this contact's
+        await settle_broadcast(ctx.session, broadcast_id, ctx.publish)
     return {"contact_id": contact_id, "forgotten": True, "ledger_rows_scrubbed": scrubbed}
 
 
@@ -393,6 +397,7 @@ class Broadcasts:
         """Refuse, before anything is planned, a message that could not be rendered."""
         try:
             self._templates.check(command.template, list(command.channels))
+            text = ""
             probe = {
                 **command.data,
                 "recipient_name": "",
@@ -403,9 +408,19 @@ class Broadcasts:
                 if channel == "email":
                     self._templates.email(command.template, probe)
                 else:
-                    self._templates.sms(command.template, probe)
+                    text = self._templates.sms(command.template, probe)
         except TemplateProblem as problem:
             raise Refused(problem.code, str(problem), problem.field) from None
+        if "sms" in command.channels:
+            segments = count_segments(text).segments
+            limit = self._settings.sms_segment_limit
+            if segments > limit:
+                raise Refused(
+                    "invalid",
+                    f"with this data the SMS takes {segments} parts; the limit is {limit}: "
+                    "shorten the values, or send by email only",
+                    "data",
+                )
 
     async def send(self, command: SendBroadcast, ctx: CommandContext) -> dict[str, Any]:
         """Plan one delivery per consenting subscriber and channel, in this transaction."""
@@ -485,3 +500,13 @@ async def complete_broadcast(
         ),
         id=derived_message_id("broadcast", broadcast.id, "completed"),
     )
+
+
+async def settle_broadcast(session: AsyncSession, broadcast_id: str, publish: Publisher) -> None:
+    """Complete the broadcast if none of its rows is left to send."""
+    broadcast = await session.get(store.Broadcast, broadcast_id)
+    if broadcast is None or broadcast.completed_at is not None:
+        return
+    counts = await store.broadcast_counts(session, broadcast_id)
+    if counts["pending"] == 0 and counts["deferred"] == 0:
+        await complete_broadcast(session, broadcast, publish, counts)

@@ -29,7 +29,7 @@ from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import domain, store
 from services.notifications.failures import PermanentFailure, TransientFailure
-from services.notifications.handlers import complete_broadcast
+from services.notifications.handlers import settle_broadcast
 from services.notifications.mailer import Mailer
 from services.notifications.segments import count_segments
 from services.notifications.sms import SmsProvider, provider_from
@@ -182,12 +182,7 @@ async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]
                 if delivery.broadcast_id:
                     touched.add(delivery.broadcast_id)
         for broadcast_id in sorted(touched):
-            broadcast = await session.get(store.Broadcast, broadcast_id)
-            if broadcast is None or broadcast.completed_at is not None:
-                continue
-            counts = await store.broadcast_counts(session, broadcast_id)
-            if counts["pending"] == 0 and counts["deferred"] == 0:
-                await complete_broadcast(session, broadcast, publish, counts)
+            await settle_broadcast(session, broadcast_id, publish)
     service.wake_relay()
 
 

@@ -225,6 +225,21 @@ async def unsubscribe(session: AsyncSession, contact: Contact, topics: Iterable[
     )
 
 
+async def open_broadcasts_of(session: AsyncSession, contact: Contact) -> list[str]:
+    """Broadcasts with a row still to send to this contact."""
+    addresses = [address for address in (contact.email, contact.mobile) if address]
+    found = await session.scalars(
+        select(Delivery.broadcast_id)
+        .where(
+            Delivery.recipient.in_(addresses),
+            Delivery.status.in_(OPEN),
+            Delivery.broadcast_id.is_not(None),
+        )
+        .distinct()
+    )
+    return [broadcast_id for broadcast_id in found if broadcast_id]
+
+
 async def forget(session: AsyncSession, contact: Contact) -> int:
     """Erase the contact; the ledger keeps each row (so nothing is sent again) but not the address.
 

@@ -160,6 +160,17 @@ async def test_bad_input_is_refused_with_a_clear_error_and_nothing_sent(
         )
         assert (missing_variable["code"], missing_variable["field"]) == ("invalid", "data")
         assert "severity" in missing_variable["message"]
+        too_long = await refused(
+            nc,
+            SendBroadcast(
+                topic="warp",
+                channels=["sms"],
+                template="security_advisory",
+                data={**ADVISORY, "title": "A very long title " * 12},
+            ),
+        )
+        assert (too_long["code"], too_long["field"]) == ("invalid", "data")
+        assert "parts; the limit is 2" in too_long["message"]
         unknown_contact = await refused(nc, ShowContact(contact="nobody@example.gov.uk"))
         assert unknown_contact["code"] == "not_found"
 
@@ -362,3 +373,33 @@ async def test_booking_sms_through_notify_retries_a_5xx_and_records_its_id(
 
 async def _sent(service) -> bool:  # type: ignore[no-untyped-def]
     return all(r.status == "sent" for r in await deliveries(service))
+
+
+async def test_forgetting_the_last_waiting_recipient_completes_the_broadcast(
+    settings: Settings, nc: Client, mailbox: Mailbox
+) -> None:
+    now = datetime.now(domain.LONDON)
+    window = f"{now - timedelta(hours=1):%H:%M}-{now + timedelta(hours=1):%H:%M}"
+    settings = quick(settings, quiet_hours=window)
+    async with create_service(settings).running() as notes:
+        await add(nc, 1, mobile="07400 100001", sms_consent=True, topics=["warp"])
+        await request(
+            nc,
+            SendBroadcast(
+                topic="warp", channels=["sms"], template="security_advisory", data=ADVISORY
+            ),
+        )
+        await eventually(
+            lambda: _statuses(notes, {"deferred"}), what="the SMS waits for quiet hours to end"
+        )
+        await request(nc, ForgetContact(contact="officer1@council1.example.gov.uk"))
+        (fact,) = await eventually(
+            lambda: stream_facts(nc, "NOTIFICATIONS", BroadcastCompleted.SUBJECT), what="completed"
+        )
+    assert (fact.data["sent"], fact.data["failed"]) == (0, 1)
+    assert read_captured(settings.data_dir / "sms") == []
+
+
+async def _statuses(service, expected: set[str]) -> bool:  # type: ignore[no-untyped-def]
+    rows = await deliveries(service)
+    return bool(rows) and {r.status for r in rows} == expected
