@@ -264,9 +264,7 @@ async def _run_demo(options: Options) -> dict[str, Any]:
             console=console,
             disable=options.json,
         ) as progress:
-            return await demo_run.run_demo(
-                nc, (options.settings.data_dir / "mail").resolve(), progress
-            )
+            return await demo_run.run_demo(nc, options.settings.data_dir.resolve(), progress)
 
 
 # Contracts and stores

@@ -13,18 +13,21 @@ from rich.table import Table
 
 from contracts.system_v1 import ReplayReport, ReplayRequest, replay_subject
 from kernel.commands import request_raw
+from services.notifications.sms import read_captured
 from vestry import ops
 from vestry import status as status_report
 from vestry.demo import enrol_reference_partnership, wait_for
 from vestry.demo_events import run_events_demo
 from vestry.demo_invoicing import run_invoicing_demo
+from vestry.demo_notifications import run_notifications_demo
 from vestry.mailcapture import read_mailbox
 
 
-async def run_demo(nc: Client, mail_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
+async def run_demo(nc: Client, data_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
     """The three jobs end to end: members enrolled and invoiced, a programme of events
     booked with a waiting list promoted, and a replay that sends nothing new."""
-    mails_before = _mail_count(mail_dir)
+    mail_dir, sms_dir = data_dir / "mail", data_dir / "sms"
+    mails_before, sms_before = _mail_count(mail_dir), _sms_count(sms_dir)
     outcome = await enrol_reference_partnership(nc, progress)
 
     async def welcomed() -> bool:
@@ -33,8 +36,9 @@ async def run_demo(nc: Client, mail_dir: Path, progress: Progress | None = None)
     await wait_for(welcomed, timeout=60)
     invoicing = await run_invoicing_demo(nc, progress)
     events = await run_events_demo(nc, progress)
+    broadcast = await run_notifications_demo(nc, progress)
     await _settled(nc)
-    mails_before_replay = _mail_count(mail_dir)
+    mails_before_replay, sms_before_replay = _mail_count(mail_dir), _sms_count(sms_dir)
     replay = await _replay_into_notifications(nc)
     await asyncio.sleep(1)  # a wrongly planned delivery would be on its way by now
     current = await status_report.gather(nc)
@@ -46,9 +50,15 @@ async def run_demo(nc: Client, mail_dir: Path, progress: Progress | None = None)
         },
         "invoicing": invoicing,
         "events": events,
-        "replay": {**replay, "new_mail": _mail_count(mail_dir) - mails_before_replay},
+        "broadcast": broadcast,
+        "replay": {
+            **replay,
+            "new_mail": _mail_count(mail_dir) - mails_before_replay,
+            "new_sms": _sms_count(sms_dir) - sms_before_replay,
+        },
         "mail_captured": _mail_count(mail_dir) - mails_before,
         "mailbox": str(mail_dir),
+        "sms_captured": _sms_count(sms_dir) - sms_before,
         "streams": {stream.name: stream.messages for stream in current.streams},
         "dead_letters": next((s.messages for s in current.streams if s.name == "DLQ"), 0),
     }
@@ -72,27 +82,37 @@ async def _settled(nc: Client, timeout: float = 30) -> None:
 
 
 async def _replay_into_notifications(nc: Client) -> dict[str, Any]:
-    request = ReplayRequest(stream="SUBSCRIPTIONS")
-    reply = await request_raw(
-        nc, replay_subject("notifications"), request.model_dump_json().encode(), timeout=600
-    )
-    if not reply.ok or reply.data is None:
-        return {"error": reply.error.message if reply.error else "no answer"}
-    report = ReplayReport.model_validate(reply.data)
-    await ops.record(
-        nc.jetstream(),
-        "replay",
-        {"into": "notifications", "stream": "SUBSCRIPTIONS"},
-        report.model_dump(mode="json"),
-    )
-    return {
-        "stream": report.stream,
-        "into": report.service,
-        "matched": report.matched,
-        "applied": report.applied,
-        "skipped": report.skipped,
-        "failed": report.failed,
+    """Replay the whole EVENTS stream, then SUBSCRIPTIONS, into notifications."""
+    totals: dict[str, Any] = {
+        "streams": [],
+        "into": "notifications",
+        "matched": 0,
+        "applied": 0,
+        "skipped": 0,
+        "failed": 0,
     }
+    for stream in ("EVENTS", "SUBSCRIPTIONS"):
+        request = ReplayRequest(stream=stream)
+        reply = await request_raw(
+            nc, replay_subject("notifications"), request.model_dump_json().encode(), timeout=600
+        )
+        if not reply.ok or reply.data is None:
+            return {**totals, "error": reply.error.message if reply.error else "no answer"}
+        report = ReplayReport.model_validate(reply.data)
+        await ops.record(
+            nc.jetstream(),
+            "replay",
+            {"into": "notifications", "stream": stream},
+            report.model_dump(mode="json"),
+        )
+        totals["streams"].append(stream)
+        for key in ("matched", "applied", "skipped", "failed"):
+            totals[key] += getattr(report, key)
+    return totals
+
+
+def _sms_count(sms_dir: Path) -> int:
+    return len(read_captured(sms_dir)) if sms_dir.exists() else 0
 
 
 def _mail_count(mail_dir: Path) -> int:
@@ -133,14 +153,22 @@ def render(summary: dict[str, Any], console: Console) -> None:
         f"{cancellation['cancelled']} cancelled; promoted "
         f"{', '.join(cancellation['promoted']) or 'nobody'}",
     )
+    broadcast = summary["broadcast"]
+    table.add_row(
+        "security advisory",
+        f"{broadcast['advisory']} to the {broadcast['topic']} topic: "
+        f"{broadcast['sent']} sent, {broadcast['failed']} failed, "
+        f"{broadcast['skipped_for_consent']} skipped for lack of consent",
+    )
     replay = summary["replay"]
     table.add_row(
         "replay",
-        f"{replay.get('stream')} into {replay.get('into')}: {replay.get('matched')} "
+        f"{' and '.join(replay['streams'])} into {replay['into']}: {replay.get('matched')} "
         f"messages, {replay.get('applied')} applied, {replay.get('skipped')} skipped "
-        f"as handled, {replay.get('new_mail')} new mail",
+        f"as handled, {replay.get('new_mail')} new mail, {replay.get('new_sms')} new SMS",
     )
     table.add_row("mail captured", f"{summary['mail_captured']} in {summary['mailbox']}")
+    table.add_row("SMS captured", f"{summary['sms_captured']} (`vestry sms ls`)")
     table.add_row(
         "streams", ", ".join(f"{name} {count}" for name, count in summary["streams"].items())
     )

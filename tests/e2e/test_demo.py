@@ -41,7 +41,11 @@ def test_demo_runs_the_three_jobs_and_a_replay_that_sends_nothing(tmp_path: Path
     replay = summary["replay"]
     assert replay["applied"] == replay["failed"] == 0
     assert replay["skipped"] == replay["matched"] >= 45  # every fact it reads, already handled
-    assert summary["replay"]["new_mail"] == 0
+    assert replay["streams"] == ["EVENTS", "SUBSCRIPTIONS"]
+    assert replay["new_mail"] == replay["new_sms"] == 0
+    broadcast = summary["broadcast"]
+    assert broadcast["completed"] and broadcast["sent"] > 0 and broadcast["failed"] == 0
+    assert summary["sms_captured"] > 0
     assert summary["dead_letters"] == 0
     assert len(read_mailbox(tmp_path / "var" / "mail")) == summary["mail_captured"] >= 45
     assert not any(port_in_use(port) for port in (nats_port, smtp_port, monitor_port))
