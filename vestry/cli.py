@@ -32,26 +32,34 @@ app = typer.Typer(
 contracts_app = typer.Typer(no_args_is_help=True, help="The message contracts.")
 db_app = typer.Typer(no_args_is_help=True, help="The services' stores.")
 mail_app = typer.Typer(no_args_is_help=True, help="Mail captured by the development stack.")
-app.add_typer(contracts_app, name="contracts")
-app.add_typer(db_app, name="db")
-app.add_typer(cli_subscriptions.members_app, name="members")
-app.command("invoice-run")(cli_subscriptions.invoice_run)
-app.add_typer(cli_subscriptions.invoices_app, name="invoices")
-app.add_typer(cli_subscriptions.payments_app, name="payments")
-app.add_typer(mail_app, name="mail")
-app.command("streams")(cli_ops.streams)
-app.command("tail")(cli_ops.tail)
-app.command("replay")(cli_ops.replay)
-app.command("rebuild")(cli_ops.rebuild)
-app.add_typer(cli_ops.dlq_app, name="dlq")
-app.add_typer(cli_events.events_app, name="events")
-app.add_typer(cli_events.bookings_app, name="bookings")
-app.command("book")(cli_events.book)
-app.command("checkin")(cli_events.checkin)
-app.add_typer(cli_notifications.contacts_app, name="contacts")
-app.command("broadcast")(cli_notifications.broadcast)
-app.add_typer(cli_notifications.templates_app, name="templates")
-app.add_typer(cli_notifications.sms_app, name="sms")
+# Grouped in `vestry --help` by who reaches for them.
+STACK, MEMBERS, EVENTS, ALERTS, OPERATORS = (
+    "The stack",
+    "Members and invoicing",
+    "Events and bookings",
+    "Contacts and alerts",
+    "Operators",
+)
+app.add_typer(contracts_app, name="contracts", rich_help_panel=STACK)
+app.add_typer(db_app, name="db", rich_help_panel=STACK)
+app.add_typer(cli_subscriptions.members_app, name="members", rich_help_panel=MEMBERS)
+app.command("invoice-run", rich_help_panel=MEMBERS)(cli_subscriptions.invoice_run)
+app.add_typer(cli_subscriptions.invoices_app, name="invoices", rich_help_panel=MEMBERS)
+app.add_typer(cli_subscriptions.payments_app, name="payments", rich_help_panel=MEMBERS)
+app.add_typer(cli_events.events_app, name="events", rich_help_panel=EVENTS)
+app.command("book", rich_help_panel=EVENTS)(cli_events.book)
+app.add_typer(cli_events.bookings_app, name="bookings", rich_help_panel=EVENTS)
+app.command("checkin", rich_help_panel=EVENTS)(cli_events.checkin)
+app.add_typer(cli_notifications.contacts_app, name="contacts", rich_help_panel=ALERTS)
+app.command("broadcast", rich_help_panel=ALERTS)(cli_notifications.broadcast)
+app.add_typer(cli_notifications.templates_app, name="templates", rich_help_panel=ALERTS)
+app.add_typer(mail_app, name="mail", rich_help_panel=ALERTS)
+app.add_typer(cli_notifications.sms_app, name="sms", rich_help_panel=ALERTS)
+app.command("streams", rich_help_panel=OPERATORS)(cli_ops.streams)
+app.command("tail", rich_help_panel=OPERATORS)(cli_ops.tail)
+app.command("replay", rich_help_panel=OPERATORS)(cli_ops.replay)
+app.command("rebuild", rich_help_panel=OPERATORS)(cli_ops.rebuild)
+app.add_typer(cli_ops.dlq_app, name="dlq", rich_help_panel=OPERATORS)
 
 
 @app.callback()
@@ -69,7 +77,7 @@ def _global(
 # The development stack
 
 
-@app.command()
+@app.command(rich_help_panel=STACK)
 def dev(
     data_dir: Annotated[
         Path | None,
@@ -150,7 +158,7 @@ def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
     console.print("Press Ctrl-C to stop.")
 
 
-@app.command()
+@app.command(rich_help_panel=STACK)
 def status(
     ctx: typer.Context,
     wait: Annotated[
@@ -218,7 +226,7 @@ def _render_status(current: status_report.Status) -> None:
 # The demo
 
 
-@app.command()
+@app.command(rich_help_panel=STACK)
 def demo(
     ctx: typer.Context,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 90,
