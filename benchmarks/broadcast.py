@@ -206,7 +206,7 @@ async def booking_latencies(
                 nc, BookPlace(event_id=created["event_id"], name=f"Booker {n}", email=email)
             )
             await asyncio.sleep(0.01)  # people book one after another, not all at once
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while smtp.count() < before + count:
             if time.monotonic() > deadline:
                 raise TimeoutError("confirmations not all at the SMTP server")
@@ -263,9 +263,15 @@ async def run(count: int) -> list[Figure]:
             raw = await raw_nats.publish_then_consume(
                 server.url, int(sent["deliveries"]), timeout=timeout
             )
-            latencies = await booking_latencies(
-                settings.model_copy(update={"data_dir": Path(tmp) / "data2"}), nc, smtp, bookings
-            )
+            with SmtpServer(Path(tmp) / "mail2") as booking_smtp:  # its own, so counting is cheap
+                latencies = await booking_latencies(
+                    settings.model_copy(
+                        update={"data_dir": Path(tmp) / "data2", "smtp_port": booking_smtp.port}
+                    ),
+                    nc,
+                    booking_smtp,
+                    bookings,
+                )
             raw_latencies = await raw_round_trips(nc, bookings)
         finally:
             await nc.close()
