@@ -1,125 +1,37 @@
-"""deploy/: the NATS cluster configs parse with the packaged nats-server, the nodes are
-distinct and routed to each other, the service users' permissions match what the
-code subscribes and publishes, the env examples name real settings, and a live
-three-node cluster on loopback lets a service publish its own facts and no one else's.
+"""deploy/, without servers: the NATS cluster configs parse with the packaged
+nats-server (`-t`, test and exit), the nodes are distinct and routed to each other, the
+service users' permissions match what the code declares, publishes and consumes, the
+env examples name real settings, and the systemd units start the right thing.
+
+The live three-node cluster is tests/integration/test_deploy_cluster.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import shutil
 import subprocess
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from nats.js.errors import NoStreamResponseError, NotFoundError
 
 from contracts.system_v1 import SERVICES
 from kernel.settings import Settings
-from kernel.streams import DLQ_PREFIX, STREAMS, ConsumerSpec, ensure_consumer, ensure_streams
-from vestry.natsserver import binary, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-NATS_DIR = DEPLOY / "nats"
-ENV_DIR = DEPLOY / "env"
-SYSTEMD_DIR = DEPLOY / "systemd"
-NODES = ("n1", "n2", "n3")
-USERS = (*SERVICES, "operator", "sys")
-
-
-# Reading our own config files (a small reader for the subset of the syntax they use)
-
-
-def read_conf(path: Path) -> dict[str, object]:
-    """Keys as dotted paths (``cluster.listen``); arrays as lists; comments dropped."""
-    values: dict[str, object] = {}
-    blocks: list[str] = []
-    array: list[str] | None = None
-    for raw in path.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if array is not None:
-            if line.startswith("]"):
-                array = None
-            else:
-                array.append(line.strip('"'))
-            continue
-        if line == "}":
-            blocks.pop()
-            continue
-        match = re.fullmatch(r"(\w+)\s*[:=]?\s*(.*)", line)
-        assert match, f"{path.name}: cannot read {raw!r}"
-        key, value = match.groups()
-        dotted = ".".join([*blocks, key])
-        if value == "{":
-            blocks.append(key)
-        elif value == "[":
-            array = []
-            values[dotted] = array
-        else:
-            values[dotted] = value.strip('"')
-    assert not blocks, f"{path.name}: unbalanced braces"
-    return values
-
-
-def read_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            env[key.strip()] = value.strip().strip('"')
-    return env
-
-
-def user_block(name: str) -> str:
-    """The text of one user's entry in accounts.conf, comments removed."""
-    text = "\n".join(
-        line.split("#", 1)[0] for line in (NATS_DIR / "accounts.conf").read_text().splitlines()
-    )
-    match = re.search(rf"user:\s*{name}\s*\n(.*?)(?=user:|\Z)", text, re.S)
-    assert match, f"no user {name} in accounts.conf"
-    return match.group(1)
-
-
-def host_port(address: str) -> tuple[str, int]:
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
-def node(name: str) -> dict[str, object]:
-    return read_conf(NATS_DIR / f"{name}.conf")
-
-
-def dummy_env(route_ports: dict[str, int] | None = None) -> dict[str, str]:
-    """Every variable the configs refer to, with throwaway values."""
-    ports = route_ports or {name: host_port(str(node(name)["cluster.listen"]))[1] for name in NODES}
-    env = {f"VESTRY_NATS_{user.upper()}_PASSWORD": f"p{user}secret" for user in USERS}
-    env["VESTRY_NATS_ROUTE_PASSWORD"] = "proutesecret"
-    for name in NODES:
-        env[f"VESTRY_NATS_ROUTE_{name.upper()}"] = (
-            f"nats-route://route:proutesecret@127.0.0.1:{ports[name]}"
-        )
-    return env
-
-
-def nats_test(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(binary()), "-t", "-c", str(config)],
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
+from kernel.streams import DLQ_PREFIX, DLQ_STREAM, STREAMS, streams_of
+from tests.deploy_support import (
+    ENV_DIR,
+    NATS_DIR,
+    NODES,
+    SYSTEMD_DIR,
+    allowed_subjects,
+    dummy_env,
+    host_port,
+    nats_test,
+    node,
+    read_env,
+    user_block,
+)
+from vestry.natsserver import binary
 
 # The node configs
 
@@ -182,6 +94,7 @@ def test_each_node_routes_to_the_other_two() -> None:
 
 
 def _consumed_streams(service: str, tmp_path: Path) -> list[str]:
+    """The streams ``services/<service>/app.py`` registers handlers for."""
     from importlib import import_module
 
     app = import_module(f"services.{service}.app")
@@ -189,13 +102,25 @@ def _consumed_streams(service: str, tmp_path: Path) -> list[str]:
     return sorted(built._consumed)
 
 
+def test_every_stream_has_one_owner_that_declares_it() -> None:
+    """A consumer waits for its stream's owner: an unowned stream would be waited for forever."""
+    declared = {service: [spec.name for spec in streams_of(service)] for service in SERVICES}
+    for service, names in declared.items():
+        assert names == [service.upper(), DLQ_STREAM], f"{service} declares {names}"
+    owners = {
+        spec.name: [s for s, names in declared.items() if spec.name in names] for spec in STREAMS
+    }
+    assert owners.pop(DLQ_STREAM) == list(SERVICES)
+    assert all(len(services) == 1 for services in owners.values()), owners
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_user_allows_exactly_its_own_subjects(service: str, tmp_path: Path) -> None:
     block = user_block(service)
-    allowed = set(re.findall(r'"([^"]+)"', block))
+    allowed = allowed_subjects(service)
     owned = {s for spec in STREAMS if spec.name == service.upper() for s in spec.subjects}
     assert owned, f"no stream for {service}"
-    facts = {s for spec in STREAMS if spec.name != "DLQ" for s in spec.subjects}
+    facts = {s for spec in STREAMS if spec.name != DLQ_STREAM for s in spec.subjects}
     assert allowed & facts == owned, "publishes another owner's facts, or misses its own"
     assert f"{DLQ_PREFIX}.{service}.>" in allowed
     assert not any(
@@ -206,9 +131,16 @@ def test_service_user_allows_exactly_its_own_subjects(service: str, tmp_path: Pa
     assert "allow_responses: true" in block
     assert ">" not in allowed and "$JS.API.>" not in allowed
     assert not any(re.search(r"\.(DELETE|PURGE)\.", s) for s in allowed)
-    for stream in STREAMS:
-        for action in ("INFO", "CREATE", "UPDATE"):  # ensure_streams declares all four
-            assert f"$JS.API.STREAM.{action}.{stream.name}" in allowed
+    # Streams: info, create and update on exactly the ones it declares (its own and
+    # the DLQ, kernel/streams.streams_of), nothing on another owner's.
+    stream_api = {s for s in allowed if s.startswith("$JS.API.STREAM.")}
+    declares = {
+        f"$JS.API.STREAM.{action}.{spec.name}"
+        for spec in streams_of(service)
+        for action in ("INFO", "CREATE", "UPDATE")
+    }
+    assert stream_api == declares, f"{service}: {sorted(stream_api ^ declares)}"
+    # Consumers: its durable on each stream its handlers consume.
     for stream in _consumed_streams(service, tmp_path):
         durable = f"{service}-{stream.lower()}"
         for subject in (
@@ -226,6 +158,11 @@ def test_service_user_allows_exactly_its_own_subjects(service: str, tmp_path: Pa
         if "-" in token
     ]
     assert durables and all(d.startswith(f"{service}-") for d in durables), durables
+    # Nothing else: what is not a fact, a dead letter, a command, an inbox, account
+    # info or a stream it declares is one of its durables' consumer API and acks.
+    known = owned | declares | {f"{DLQ_PREFIX}.{service}.>", f"{service}.cmd.>", "_INBOX.>"}
+    stray = allowed - known - {"$JS.API.INFO"}
+    assert all(s.startswith(("$JS.API.CONSUMER.", "$JS.ACK.")) for s in stray), sorted(stray)
 
 
 def test_operator_has_broad_rights() -> None:
@@ -257,6 +194,14 @@ def test_service_env_example(service: str) -> None:
     )
     if service == "notifications":
         assert {"VESTRY_SMTP_HOST", "VESTRY_SMTP_PORT", "VESTRY_MAIL_FROM"} <= set(env)
+
+
+def test_every_service_keeps_three_copies_of_its_streams() -> None:
+    """One copy per node; the same in every service, as each one declares the DLQ."""
+    for service in SERVICES:
+        env = read_env(ENV_DIR / f"{service}.env.example")
+        assert env.get("VESTRY_STREAM_REPLICAS") == str(len(NODES)), service
+        assert Settings(stream_replicas=env["VESTRY_STREAM_REPLICAS"]).stream_replicas == 3
 
 
 def test_nats_env_example_sets_every_variable_the_configs_use() -> None:
@@ -302,174 +247,3 @@ def test_units_verify(tmp_path: Path) -> None:
     )
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, output
-
-
-# A live cluster on loopback
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[str, int]]:
-    """The three node configs on free loopback ports, each node in its own store dir."""
-    moved: dict[int, int] = {}
-    for name in NODES:
-        conf = node(name)
-        for key in ("listen", "http", "cluster.listen"):
-            port = free_port()
-            while port in moved.values():
-                port = free_port()
-            moved[host_port(str(conf[key]))[1]] = port
-    shutil.copy(NATS_DIR / "accounts.conf", tmp_path / "accounts.conf")
-    processes = []
-    logs = []
-    env = dummy_env(
-        {name: moved[host_port(str(node(name)["cluster.listen"]))[1]] for name in NODES}
-    )
-    try:
-        for name in NODES:
-            text = (NATS_DIR / f"{name}.conf").read_text()
-            text = re.sub(
-                r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{moved[int(m.group(1))]}", text
-            )
-            text = text.replace(f"/var/lib/vestry/nats/{name}", str(tmp_path / "store" / name))
-            (tmp_path / f"{name}.conf").write_text(text)
-            logs.append(log := (tmp_path / f"{name}.log").open("wb"))
-            processes.append(
-                subprocess.Popen(
-                    [str(binary()), "-c", str(tmp_path / f"{name}.conf")],
-                    env={"PATH": os.environ.get("PATH", ""), **env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        ports = {name: moved[host_port(str(node(name)["listen"]))[1]] for name in NODES}
-        monitors = [moved[host_port(str(node(name)["http"]))[1]] for name in NODES]
-        _wait_healthy(monitors, processes, tmp_path)
-        yield ports
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log in logs:
-            log.close()
-
-
-def _wait_healthy(
-    monitors: list[int], processes: list[subprocess.Popen[bytes]], logs: Path
-) -> None:
-    """Until every node says JetStream is up and the cluster has a meta leader."""
-    import time
-
-    deadline = time.monotonic() + 20
-    pending = list(monitors)
-    while pending:
-        for process in processes:
-            if process.poll() is not None:
-                pytest.fail(
-                    "a node exited:\n"
-                    + "\n".join(p.read_text()[-2000:] for p in logs.glob("*.log"))
-                )
-        port = pending[0]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    pending.pop(0)
-                    continue
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"cluster not healthy on {port}")
-        time.sleep(0.1)
-
-
-async def _connect(user: str, ports: dict[str, int], errors: list[str] | None = None):
-    async def on_error(error: Exception) -> None:
-        if errors is not None:
-            errors.append(str(error))
-
-    return await nats.connect(
-        [f"nats://{user}:p{user}secret@127.0.0.1:{port}" for port in ports.values()],
-        error_cb=on_error,
-        allow_reconnect=False,
-        connect_timeout=2,
-    )
-
-
-async def _publish_once_ready(js: JetStreamContext, subject: str) -> PubAck:
-    """Publish, waiting out the moment after a stream is created when its leader, on
-    another node, has not yet made its subjects' interest known to this one."""
-    deadline = asyncio.get_running_loop().time() + 5
-    while True:
-        try:
-            return await js.publish(subject, b"{}", headers={"Nats-Msg-Id": subject})
-        except (nats.errors.NoRespondersError, NoStreamResponseError):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
-async def test_live_cluster_enforces_each_services_subjects(cluster: dict[str, int]) -> None:
-    ports = cluster
-    errors: list[str] = []
-    subs = await _connect("subscriptions", ports, errors)
-    events = await _connect("events", ports, errors)
-    operator = await _connect("operator", ports)
-    try:
-        # A service declares the streams (R1 for now: see the README) ...
-        js = subs.jetstream(timeout=5)
-        await ensure_streams(js, duplicate_window_s=120)
-        # ... publishes its own fact ...
-        ack = await _publish_once_ready(js, "subscriptions.membership.started")
-        assert ack.stream == "SUBSCRIPTIONS"
-        # ... and its own dead letters, but not another owner's facts or dead letters.
-        ack = await _publish_once_ready(js, "dlq.subscriptions.subscriptions.membership.started")
-        assert ack.stream == "DLQ"
-        for subject in (
-            "events.booking.confirmed",
-            "dlq.events.x",
-            "subscriptions.cmd.join_member",
-        ):
-            with pytest.raises(nats.errors.TimeoutError):
-                await js.publish(subject, b"{}", timeout=0.5)
-        # Another service consumes it through its own durable: create, fetch, ack.
-        ejs = events.jetstream(timeout=5)
-        spec = ConsumerSpec(
-            "SUBSCRIPTIONS", "events-subscriptions", ("subscriptions.membership.*",)
-        )
-        await ensure_consumer(ejs, spec, ack_wait_s=30)
-        pull = await ejs.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
-        [msg] = await pull.fetch(1, timeout=5)
-        await msg.ack_sync()
-        info = await ejs.consumer_info(spec.stream, spec.durable)
-        assert info.num_ack_pending == 0 and info.num_pending == 0
-        # It may not take over a durable that is not its own, nor delete a stream.
-        other = ConsumerSpec("SUBSCRIPTIONS", "notifications-subscriptions", spec.subjects)
-        with pytest.raises(asyncio.TimeoutError):
-            await ensure_consumer(events.jetstream(timeout=0.5), other, ack_wait_s=30)
-        with pytest.raises((asyncio.TimeoutError, nats.errors.TimeoutError)):
-            await events.request("$JS.API.STREAM.DELETE.SUBSCRIPTIONS", b"", timeout=0.5)
-        # What was denied never reached a stream; the operator sees everything.
-        ojs = operator.jetstream(timeout=5)
-        assert (await ojs.stream_info("EVENTS")).state.messages == 0
-        assert (await ojs.stream_info("SUBSCRIPTIONS")).state.messages == 1
-        assert (await ojs.stream_info("DLQ")).state.messages == 1
-        with pytest.raises(NotFoundError):
-            await ojs.consumer_info("SUBSCRIPTIONS", "notifications-subscriptions")
-        await asyncio.sleep(0.1)
-        denied = [e.lower() for e in errors if "permissions violation" in e.lower()]
-        for subject in (
-            "events.booking.confirmed",
-            "dlq.events.x",
-            "subscriptions.cmd.join_member",
-            "$js.api.consumer.durable.create.subscriptions.notifications-subscriptions",
-            "$js.api.stream.delete.subscriptions",
-        ):
-            assert any(f'publish to "{subject}"' in e for e in denied), (subject, errors)
-        assert len(denied) == 5, errors
-    finally:
-        for client in (subs, events, operator):
-            await client.close()
