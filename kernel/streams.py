@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -16,7 +18,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServerError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +98,32 @@ async def ensure_streams(
             duplicate_window=duplicate_window_s,
             num_replicas=replicas,
         )
+        await _declare_stream(js, config)
+
+
+async def _declare_stream(js: JetStreamContext, config: StreamConfig, attempts: int = 6) -> None:
+    """Create or update one stream, riding out a cluster that is still settling.
+
+    A freshly started cluster can answer "no suitable peers for placement"
+    or not answer at all for a few seconds while it elects leaders.
+    """
+    for attempt in range(1, attempts + 1):
         try:
-            await js.stream_info(spec.name)
-        except NotFoundError:
-            await js.add_stream(config)
-            log.info("created stream %s", spec.name)
-        else:
-            await js.update_stream(config)
+            try:
+                await js.stream_info(config.name or "")
+            except NotFoundError:
+                await js.add_stream(config)
+                log.info("created stream %s", config.name)
+            else:
+                await js.update_stream(config)
+            return
+        except (nats.errors.TimeoutError, ServiceUnavailableError, ServerError) as error:
+            if attempt == attempts:
+                raise
+            log.warning(
+                "declaring stream %s: %s; trying again", config.name, error or type(error).__name__
+            )
+            await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
 
 
 @dataclass(frozen=True)
