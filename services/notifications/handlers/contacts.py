@@ -1,0 +1,154 @@
+"""The contact commands: add, list, show, subscribe, unsubscribe and forget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from contracts.envelope import derived_message_id
+from contracts.notifications_v1 import (
+    AddContact,
+    ForgetContact,
+    ListContacts,
+    ShowContact,
+    Subscribe,
+    Unsubscribe,
+)
+from kernel.commands import CommandContext, Refused
+from services.notifications import domain, store
+from services.notifications.handlers.completion import settle_broadcast
+
+
+def _mobile(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return domain.normalise_mobile(text)
+    except domain.InvalidPhone as bad:
+        raise Refused("invalid", str(bad), "mobile") from None
+
+
+def known_topics(topics: list[str]) -> list[str]:
+    """The topics, each checked; refused (not_found, field topics) if one is unknown."""
+    try:
+        return [domain.check_topic(topic) for topic in topics]
+    except domain.UnknownTopic as unknown:
+        raise Refused("not_found", str(unknown), "topics") from None
+
+
+async def _contact(ctx: CommandContext, ref: str) -> store.Contact:
+    contact = await store.find_contact(ctx.session, ref)
+    if contact is None:
+        raise Refused("not_found", f"there is no contact {ref!r}", "contact")
+    return contact
+
+
+async def _describe(ctx: CommandContext, contact: store.Contact) -> dict[str, Any]:
+    return {
+        "contact_id": contact.id,
+        "email": contact.email,
+        "name": contact.name,
+        "organisation": contact.organisation,
+        "mobile": contact.mobile,
+        "email_consent": contact.email_consent,
+        "sms_consent": contact.sms_consent,
+        "source": contact.source,
+        "topics": await store.topics_of(ctx.session, contact.id),
+    }
+
+
+async def add_contact(command: AddContact, ctx: CommandContext) -> dict[str, Any]:
+    """Add a contact or update the one with this email; its topics are added to."""
+    mobile = _mobile(command.mobile)
+    topics = known_topics(command.topics)
+    email = str(command.email).lower()
+    if await store.is_forgotten(ctx.session, email):
+        # They asked to be forgotten; adding them back is a new, explicit request.
+        await ctx.session.execute(
+            delete(store.Forgotten).where(store.Forgotten.digest == domain.forgotten_digest(email))
+        )
+    contact = await store.contact_by_email(ctx.session, email)
+    if command.sms_consent and not (mobile or (contact and contact.mobile)):
+        raise Refused("invalid", "SMS consent needs a mobile number", "mobile")
+    if contact is None:
+        contact = store.Contact(id=derived_message_id("contact", email), email=email, source="cli")
+        ctx.session.add(contact)
+    contact.name = command.name or contact.name
+    contact.organisation = command.organisation or contact.organisation
+    contact.mobile = mobile or contact.mobile
+    contact.email_consent = command.email_consent
+    contact.sms_consent = command.sms_consent
+    await ctx.session.flush()
+    await store.subscribe(ctx.session, contact, topics)
+    return await _describe(ctx, contact)
+
+
+async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str, Any]:
+    query = select(store.Contact).order_by(store.Contact.email).limit(command.limit)
+    if command.topic:
+        known_topics([command.topic])
+        query = query.join(store.ContactTopic).where(store.ContactTopic.topic == command.topic)
+    contacts = list(await ctx.session.scalars(query))
+    return {"contacts": [await _describe(ctx, contact) for contact in contacts]}
+
+
+async def show_contact(command: ShowContact, ctx: CommandContext) -> dict[str, Any]:
+    contact = await _contact(ctx, command.contact)
+    recipients = [address for address in (contact.email, contact.mobile) if address]
+    deliveries = await ctx.session.scalars(
+        select(store.Delivery)
+        .where(store.Delivery.recipient.in_(recipients))
+        .order_by(store.Delivery.created_at.desc())
+        .limit(20)
+    )
+    return {
+        **await _describe(ctx, contact),
+        "deliveries": [
+            {
+                "delivery_id": d.id,
+                "template": d.template,
+                "channel": d.channel,
+                "status": d.status,
+                "attempts": d.attempts,
+                "segments": d.segments,
+                "created_at": d.created_at.isoformat(),
+                "last_error": d.last_error,
+            }
+            for d in deliveries
+        ],
+    }
+
+
+async def subscribe(command: Subscribe, ctx: CommandContext) -> dict[str, Any]:
+    contact = await _contact(ctx, command.contact)
+    topics = known_topics(command.topics)
+    if "sms" in command.channels:
+        if not contact.mobile:
+            raise Refused("invalid", "SMS consent needs a mobile number: add one first", "channels")
+        contact.sms_consent = True
+    if "email" in command.channels:
+        contact.email_consent = True
+    await store.subscribe(ctx.session, contact, topics)
+    return await _describe(ctx, contact)
+
+
+async def unsubscribe(command: Unsubscribe, ctx: CommandContext) -> dict[str, Any]:
+    contact = await _contact(ctx, command.contact)
+    topics = known_topics(command.topics)
+    if "sms" in command.channels:
+        contact.sms_consent = False
+    if "email" in command.channels:
+        contact.email_consent = False
+    await store.unsubscribe(ctx.session, contact, topics)
+    return await _describe(ctx, contact)
+
+
+async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[str, Any]:
+    contact = await _contact(ctx, command.contact)
+    contact_id = contact.id
+    broadcasts = await store.open_broadcasts_of(ctx.session, contact)
+    scrubbed = await store.forget(ctx.session, contact)
+    for broadcast_id in broadcasts:  # their last open row may have been this contact's
+        await settle_broadcast(ctx.session, broadcast_id, ctx.publish)
+    return {"contact_id": contact_id, "forgotten": True, "ledger_rows_scrubbed": scrubbed}

@@ -1,0 +1,223 @@
+"""Handlers of the facts other services publish: learn the people a fact names, then
+plan the deliveries the rules in ``domain`` ask for, one ledger row per (fact,
+recipient, channel). They send nothing themselves: the sender does."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from contracts.events_v1 import (
+    Booker,
+    BookingCancelled,
+    BookingConfirmed,
+    BookingPromoted,
+    BookingWaitlisted,
+    CalendarEntry,
+    EventChanged,
+    ReminderDue,
+)
+from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
+from kernel.consumer import HandlerContext
+from services.notifications import domain, store
+from services.notifications.domain import day, pounds, when
+
+log = logging.getLogger(__name__)
+
+
+async def _plan(ctx: HandlerContext, planned: list[domain.PlannedDelivery]) -> None:
+    for delivery in planned:
+        await store.plan_delivery(ctx.session, ctx.envelope.id, delivery)
+
+
+# Subscriptions' facts
+
+
+async def on_membership_started(fact: MembershipStarted, ctx: HandlerContext) -> None:
+    """Keep the billing contact and plan the welcome email."""
+    contact = await store.remember_contact(
+        ctx.session,
+        email=str(fact.billing_email),
+        name=None,
+        organisation=fact.member_name,
+        source="membership",
+    )
+    if contact is not None:
+        await store.plan_delivery(ctx.session, ctx.envelope.id, domain.welcome(fact))
+
+
+async def _billing_contact(
+    ctx: HandlerContext, email: str, billed_name: str | None
+) -> domain.Reachable | None:
+    contact = await store.remember_contact(
+        ctx.session, email=email, name=None, organisation=billed_name, source="billing"
+    )
+    return store.reachable(contact)
+
+
+async def on_invoice_issued(fact: InvoiceIssued, ctx: HandlerContext) -> None:
+    """The invoice goes to its billing contact by email, with the document attached."""
+    person = await _billing_contact(ctx, str(fact.billing_email), fact.billed_name)
+    if person is None:
+        return
+    context = {
+        "number": fact.number,
+        "billed_name": fact.billed_name,
+        "year": fact.year,
+        "issued_on": day(fact.issued_on),
+        "due_on": day(fact.due_on),
+        "lines": [
+            {"description": line.description, "net": pounds(line.net), "vat": pounds(line.vat)}
+            for line in fact.lines
+        ],
+        "net": pounds(fact.net),
+        "vat": pounds(fact.vat),
+        "gross": pounds(fact.gross),
+    }
+    await _plan(ctx, domain.transactional(person, "invoice_issued", context, sms_template=False))
+
+
+async def on_invoice_paid(fact: InvoicePaid, ctx: HandlerContext) -> None:
+    """A payment is acknowledged to the billing contact."""
+    person = await _billing_contact(ctx, str(fact.billing_email), None)
+    if person is None:
+        return
+    context = {
+        "number": fact.number,
+        "amount": pounds(fact.amount),
+        "outstanding": pounds(fact.outstanding),
+        "fully_paid": fact.fully_paid,
+        "received_on": day(fact.received_on),
+    }
+    await _plan(ctx, domain.transactional(person, "payment_received", context, sms_template=False))
+
+
+async def on_invoice_overdue(fact: InvoiceOverdue, ctx: HandlerContext) -> None:
+    """An overdue reminder, worded by its stage, to the billing contact."""
+    person = await _billing_contact(ctx, str(fact.billing_email), fact.billed_name)
+    if person is None:
+        return
+    context = {
+        "number": fact.number,
+        "stage": fact.stage,
+        "days_overdue": fact.days_overdue,
+        "due_on": day(fact.due_on),
+        "outstanding": pounds(fact.outstanding),
+        "billed_name": fact.billed_name,
+    }
+    await _plan(ctx, domain.transactional(person, "invoice_overdue", context, sms_template=False))
+
+
+# Events' facts
+
+
+async def _booker(
+    ctx: HandlerContext, booker: Booker, organisation: str | None
+) -> domain.Reachable | None:
+    """The booker as a contact; a mobile that is not valid is kept out (the email still goes)."""
+    mobile = None
+    if booker.phone:
+        try:
+            mobile = domain.normalise_mobile(booker.phone)
+        except domain.InvalidPhone as bad:
+            log.warning("booker %s: %s; no SMS", booker.email, bad)
+    contact = await store.remember_contact(
+        ctx.session,
+        email=str(booker.email),
+        name=booker.name,
+        organisation=organisation,
+        source="booking",
+        mobile=mobile,
+        sms_consent=booker.sms,
+    )
+    return store.reachable(contact)
+
+
+def _event_context(calendar: CalendarEntry) -> dict[str, Any]:
+    return {
+        "starts": when(calendar.starts_at),
+        "ends": when(calendar.ends_at),
+        "where": calendar.location or calendar.url or "online",
+        "calendar": calendar.model_dump(mode="json"),
+    }
+
+
+async def _tell_booker(
+    ctx: HandlerContext,
+    fact: BookingConfirmed | BookingPromoted | BookingWaitlisted | ReminderDue,
+    template: str,
+    extra: dict[str, Any],
+) -> None:
+    person = await _booker(ctx, fact.booker, fact.organisation_name)
+    if person is None:
+        return
+    context = {
+        "name": fact.booker.name,
+        "event_title": fact.event_title,
+        "reference": fact.reference,
+        **extra,
+    }
+    await _plan(ctx, domain.transactional(person, template, context))
+
+
+async def on_booking_confirmed(fact: BookingConfirmed, ctx: HandlerContext) -> None:
+    """Confirmation by email with the calendar entry, and by SMS where consented."""
+    extra = {**_event_context(fact.calendar), "price": _price(fact.price.amount_minor, fact)}
+    await _tell_booker(ctx, fact, "booking_confirmed", extra)
+
+
+async def on_booking_promoted(fact: BookingPromoted, ctx: HandlerContext) -> None:
+    extra = {**_event_context(fact.calendar), "price": _price(fact.price.amount_minor, fact)}
+    await _tell_booker(ctx, fact, "booking_promoted", extra)
+
+
+async def on_booking_waitlisted(fact: BookingWaitlisted, ctx: HandlerContext) -> None:
+    await _tell_booker(ctx, fact, "booking_waitlisted", {"position": fact.position})
+
+
+async def on_reminder_due(fact: ReminderDue, ctx: HandlerContext) -> None:
+    extra = {**_event_context(fact.calendar), "hours_before": fact.hours_before}
+    await _tell_booker(ctx, fact, "reminder", extra)
+
+
+async def on_booking_cancelled(fact: BookingCancelled, ctx: HandlerContext) -> None:
+    """The booker hears of a cancellation: theirs, or the event's (a cancelling .ics attached)."""
+    if fact.booker is None:  # an older fact without the booker: nobody to tell
+        return
+    person = await _booker(ctx, fact.booker, None)
+    if person is None:
+        return
+    context: dict[str, Any] = {
+        "name": fact.booker.name,
+        "event_title": fact.event_title or "your event",
+        "reference": fact.reference,
+        "was": fact.was,
+    }
+    if fact.calendar is not None and fact.was == "confirmed":
+        context.update(_event_context(fact.calendar))
+    template = "event_cancelled" if fact.reason == "event_cancelled" else "booking_cancelled"
+    await _plan(ctx, domain.transactional(person, template, context))
+
+
+async def on_event_changed(fact: EventChanged, ctx: HandlerContext) -> None:
+    """Every confirmed attendee of a moved event hears of it, with the updated calendar entry."""
+    if not fact.moved:
+        return
+    for attendee in fact.attendees:
+        person = await _booker(ctx, attendee.booker, None)
+        if person is None:
+            continue
+        context = {
+            "name": attendee.booker.name,
+            "event_title": fact.title,
+            "reference": attendee.reference,
+            "changed": fact.changed,
+            **_event_context(fact.calendar),
+        }
+        await _plan(ctx, domain.transactional(person, "event_changed", context))
+
+
+def _price(amount_minor: int, fact: BookingConfirmed | BookingPromoted) -> str:
+    if amount_minor == 0:
+        return "free"
+    return pounds(fact.price) + (" (member price)" if fact.member_price else "") + " + VAT"
