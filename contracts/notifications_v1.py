@@ -227,3 +227,19 @@ class BroadcastStatus(_Command):
     SUBJECT: ClassVar[str] = "notifications.cmd.broadcast_status"
 
     broadcast_id: str = Field(description="Id of the broadcast.")
+
+
+@register
+class ResendDelivery(_Command):
+    """Command: try a failed delivery again, with its retries afresh.
+
+    Answered with the delivery. Refused (``not_found``) for an unknown
+    delivery, (``conflict``) for one not failed or whose recipient was
+    forgotten. A resend that succeeds publishes ``DeliverySent``.
+    """
+
+    TYPE: ClassVar[str] = "ResendDelivery"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.resend"
+
+    delivery_id: str = Field(min_length=1, max_length=36, description="Id of the ledger row.")

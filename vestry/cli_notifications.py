@@ -21,6 +21,7 @@ from contracts.notifications_v1 import (
     BroadcastStatus,
     ForgetContact,
     ListContacts,
+    ResendDelivery,
     SendBroadcast,
     ShowContact,
     Subscribe,
@@ -445,3 +446,25 @@ def sms_ls(ctx: typer.Context) -> None:
 def _unknown_channel(options: Options, channel: str) -> None:
     if channel not in ("email", "sms"):
         fail(f"--channel is email or sms, not {channel!r}", options=options)
+
+
+# resend
+
+
+def resend(
+    ctx: typer.Context,
+    delivery_id: Annotated[
+        str, typer.Argument(help="A failed delivery's id (`vestry contacts show`).")
+    ],
+) -> None:
+    """Try a failed delivery again, with its retries afresh."""
+    options = options_of(ctx)
+    queued = _send(options, _build(options, lambda: ResendDelivery(delivery_id=delivery_id)))
+    emit(
+        options,
+        queued,
+        lambda: console.print(
+            f"{queued['template']} by {queued['channel']} to {queued['recipient']} is queued "
+            f"again (it failed after {queued['attempts']} attempts: {queued['last_error']})."
+        ),
+    )

@@ -17,6 +17,7 @@ from contracts.notifications_v1 import (
     BroadcastStatus,
     ForgetContact,
     ListContacts,
+    ResendDelivery,
     SendBroadcast,
     ShowContact,
     Subscribe,
@@ -55,6 +56,7 @@ def create_service(settings: Settings | None = None) -> Service:
     service.command(Subscribe)(handlers.subscribe)
     service.command(Unsubscribe)(handlers.unsubscribe)
     service.command(ForgetContact)(handlers.forget_contact)
+    service.command(ResendDelivery)(handlers.resend_delivery)
     broadcasts = handlers.Broadcasts(
         settings, Templates(settings.templates_dir, partnership=settings.partnership_name)
     )

@@ -178,7 +178,11 @@ async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]
                 continue
             fact = _outcome(delivery, attempt, delays)
             if fact is not None:
-                await publish(fact, id=derived_message_id("delivery", delivery.id, "outcome"))
+                # One fact per outcome: a resent row's next outcome is another fact.
+                fact_id = derived_message_id(
+                    "delivery", delivery.id, "outcome", str(delivery.attempts)
+                )
+                await publish(fact, id=fact_id)
                 if delivery.broadcast_id:
                     touched.add(delivery.broadcast_id)
         for broadcast_id in sorted(touched):
@@ -211,9 +215,8 @@ def _outcome(
         )
     error = attempt.error or attempt.outcome
     delivery.last_error = error
-    delay = (
-        domain.retry_delay(delivery.attempts, delays) if attempt.outcome == "transient" else None
-    )
+    tried = delivery.attempts - delivery.attempts_before_resend
+    delay = domain.retry_delay(tried, delays) if attempt.outcome == "transient" else None
     if delay is not None:
         delivery.status = "pending"
         delivery.next_attempt_at = now + timedelta(seconds=delay)

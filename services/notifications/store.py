@@ -107,6 +107,7 @@ class Delivery(Base):
     broadcast_id: Mapped[str | None] = mapped_column(String(36), index=True)
     contact_id: Mapped[str | None] = mapped_column(String(36))
     claim: Mapped[str | None] = mapped_column(String(36))
+    attempts_before_resend: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def template_context(self) -> dict[str, Any]:
@@ -290,6 +291,7 @@ def _row(
         "urgent": planned.urgent,
         "broadcast_id": broadcast_id,
         "contact_id": planned.contact_id,
+        "attempts_before_resend": 0,
     }
 
 

@@ -118,6 +118,9 @@ def test_an_officer_adds_contacts_and_broadcasts_an_advisory(
 
     shown = vestry(settings, "contacts", "show", "a@bury.example.gov.uk")
     assert {d["channel"] for d in shown["deliveries"]} == {"email", "sms"}
+    sent_id = shown["deliveries"][0]["delivery_id"]
+    not_failed = vestry(settings, "resend", sent_id, ok=False)
+    assert not_failed["error"]["code"] == "conflict" and "sent" in not_failed["error"]["message"]
     assert vestry(settings, "contacts", "forget", "a@bury.example.gov.uk", "--yes")["forgotten"]
     assert (
         vestry(settings, "contacts", "show", "a@bury.example.gov.uk", ok=False)["error"]["code"]

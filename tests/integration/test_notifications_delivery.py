@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from icalendar import Calendar
 from nats.aio.client import Client
 
 from contracts.events_v1 import BookingConfirmed, BookPlace
-from contracts.notifications_v1 import DeliveryFailed, DeliverySent
+from contracts.notifications_v1 import DeliveryFailed, DeliverySent, ResendDelivery
 from contracts.system_v1 import ReplayRequest
-from kernel.commands import request
+from kernel.commands import CommandFailed, request
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import domain, store
@@ -165,3 +166,27 @@ async def test_transient_failures_give_up_after_the_configured_retries(
 
 async def _sent_fact(nc: Client, subject: str) -> bool:
     return bool(await stream_facts(nc, "NOTIFICATIONS", subject))
+
+
+async def test_an_operator_resends_a_failed_delivery_once_the_mailbox_exists(
+    settings: Settings, nc: Client, tmp_path: Path
+) -> None:
+    async with scripted_smtp(tmp_path / "fixed", ["550 5.1.1 No such mailbox"]) as (port, _):
+        service = create_service(quick(settings, smtp_port=port))
+        async with service.running():
+            await _plan_welcome(service)
+            await eventually(lambda: _sent_fact(nc, DeliveryFailed.SUBJECT), what="failed")
+            (row,) = await deliveries(service)
+            with pytest.raises(CommandFailed) as not_found:
+                await request(nc, ResendDelivery(delivery_id="no-such-row"))
+            assert not_found.value.error.code == "not_found"
+            answer = await request(nc, ResendDelivery(delivery_id=row.id))
+            assert answer["status"] == "pending"
+            await eventually(lambda: _sent_fact(nc, DeliverySent.SUBJECT), what="sent")
+            with pytest.raises(CommandFailed) as again:
+                await request(nc, ResendDelivery(delivery_id=row.id))
+            assert again.value.error.code == "conflict"
+            (row,) = await deliveries(service)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert len(read_mailbox(tmp_path / "fixed")) == 1
+    assert len(await stream_facts(nc, "NOTIFICATIONS")) == 2  # failed, then sent

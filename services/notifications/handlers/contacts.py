@@ -1,7 +1,8 @@
-"""The contact commands: add, list, show, subscribe, unsubscribe and forget."""
+"""The contact commands (add, list, show, subscribe, unsubscribe, forget) and resend."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -11,6 +12,7 @@ from contracts.notifications_v1 import (
     AddContact,
     ForgetContact,
     ListContacts,
+    ResendDelivery,
     ShowContact,
     Subscribe,
     Unsubscribe,
@@ -152,3 +154,31 @@ async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[st
     for broadcast_id in broadcasts:  # their last open row may have been this contact's
         await settle_broadcast(ctx.session, broadcast_id, ctx.publish)
     return {"contact_id": contact_id, "forgotten": True, "ledger_rows_scrubbed": scrubbed}
+
+
+async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[str, Any]:
+    """Put a failed delivery back in line, with its retries afresh."""
+    delivery = await ctx.session.get(store.Delivery, command.delivery_id)
+    if delivery is None:
+        raise Refused("not_found", f"there is no delivery {command.delivery_id}", "delivery_id")
+    if delivery.status != "failed":
+        raise Refused(
+            "conflict",
+            f"only a failed delivery can be resent; this one is {delivery.status}",
+            "delivery_id",
+        )
+    if delivery.recipient.startswith("forgotten:"):
+        raise Refused("conflict", "its recipient asked to be forgotten", "delivery_id")
+    delivery.status = "pending"
+    delivery.next_attempt_at = datetime.now(UTC)
+    delivery.claim = None
+    delivery.attempts_before_resend = delivery.attempts
+    return {
+        "delivery_id": delivery.id,
+        "recipient": delivery.recipient,
+        "channel": delivery.channel,
+        "template": delivery.template,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+    }
