@@ -26,7 +26,7 @@ from contracts.notifications_v1 import (
 from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.notifications import NAME, handlers
+from services.notifications import NAME, handlers, store
 from services.notifications.sender import run_sender
 from services.notifications.templates import Templates
 
@@ -64,4 +64,5 @@ def create_service(settings: Settings | None = None) -> Service:
     service.command(BroadcastStatus)(broadcasts.status)
 
     service.worker(run_sender)
+    service.backlog(store.owed_now)  # health shows mail and SMS still owed
     return service

@@ -345,6 +345,22 @@ async def claim_due(
     return list(await session.scalars(select(Delivery).where(Delivery.claim == token)))
 
 
+async def owed_now(session: AsyncSession) -> int:
+    """Deliveries due or being sent now: the sender's backlog (deferred ones wait their time)."""
+    now = datetime.now(UTC)
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.status.in_(OPEN),
+                (Delivery.next_attempt_at <= now) | Delivery.claim.is_not(None),
+            )
+        )
+        or 0
+    )
+
+
 async def count_deliveries(session: AsyncSession, status: str | None = None) -> int:
     query = select(func.count()).select_from(Delivery)
     if status:

@@ -11,7 +11,7 @@ from services.notifications import domain, store
 from services.notifications.app import create_service
 from services.notifications.mailer import Mailer
 from services.notifications.sender import send_due
-from tests.conftest import Mailbox
+from tests.conftest import Mailbox, eventually
 from tests.stack import membership_started
 
 
@@ -54,3 +54,24 @@ async def test_a_mail_server_that_refuses_leaves_the_row_for_a_later_attempt(
     assert row.status == "pending" and row.attempts == 1
     assert "SMTPConnectError" in (row.last_error or "")
     assert mailbox.mails() == []
+
+
+async def test_health_shows_mail_still_owed_until_it_is_sent(
+    settings: Settings, mailbox: Mailbox
+) -> None:
+    service = create_service(settings)
+    async with service.running():
+        await service.stop_workers()  # the sender is off: the mail waits
+        async with service.sessions() as session, session.begin():
+            for number in range(3):
+                await store.plan_delivery(
+                    session, f"cause-{number}", domain.welcome(membership_started(number))
+                )
+        assert (await service.health()).backlog == 3
+        await service.start_workers()
+        await eventually(lambda: len(mailbox.mails()) == 3)
+        await eventually(lambda: _backlog_is(service, 0))
+
+
+async def _backlog_is(service, expected: int) -> bool:  # type: ignore[no-untyped-def]
+    return (await service.health()).backlog == expected
