@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
-from contracts import Message
 from contracts.events_v1 import (
     BookPlace,
     CancelBooking,
@@ -33,9 +30,7 @@ from contracts.events_v1 import (
 )
 from contracts.money import Money
 from contracts.system_v1 import CommandError
-from kernel.commands import request, validation_error
-from vestry.connection import connected
-from vestry.terminal import Options, console, emit, options_of, refuse, run
+from vestry.terminal import BadInput, build, console, emit, options_of, refuse, send
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -50,12 +45,6 @@ PROGRAMMES = (
 
 
 # Input, checked before anything is sent
-
-
-class BadInput(Exception):
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.error = CommandError(code="invalid", message=message, field=field)
 
 
 def london_time(text: str, field: str, *, day_of: datetime | None = None) -> datetime:
@@ -87,24 +76,6 @@ def pence(text: str, field: str) -> Money:
         raise BadInput(f"{text!r} is not an amount in pounds, e.g. 95 or 95.50 or free", field)
     pounds, fraction = match.groups()
     return Money(amount_minor=int(pounds) * 100 + int((fraction or "0").ljust(2, "0")))
-
-
-def build(options: Options, make: Callable[[], Message]) -> Message:
-    """The command, or a structured refusal before anything is sent."""
-    try:
-        return make()
-    except BadInput as bad:
-        refuse(bad.error, options)
-    except ValidationError as invalid:
-        refuse(validation_error(invalid), options)
-
-
-def send(options: Options, command: Message) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        async with connected(options.nats) as nc:
-            return await request(nc, command)
-
-    return run(options, go())
 
 
 # Rendering

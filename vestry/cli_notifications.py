@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,35 +26,20 @@ from contracts.notifications_v1 import (
     Unsubscribe,
 )
 from contracts.system_v1 import CommandError
-from kernel.commands import request, validation_error
+from kernel.commands import request
 from services.notifications.catalogue import MESSAGE_TYPES
 from services.notifications.domain import TOPICS
 from services.notifications.segments import count_segments
 from services.notifications.sms import read_captured
 from services.notifications.templates import TemplateProblem, Templates
 from vestry.connection import connected
-from vestry.terminal import Options, console, emit, fail, options_of, refuse, run
+from vestry.terminal import Options, build, console, emit, fail, options_of, refuse, run, send
 
 contacts_app = typer.Typer(no_args_is_help=True, help="Contacts, their consents and topics.")
 templates_app = typer.Typer(no_args_is_help=True, help="Message templates: list and preview.")
 sms_app = typer.Typer(no_args_is_help=True, help="SMS captured by the development stack.")
 
 TOPIC_HELP = "Topic: " + ", ".join(TOPICS)
-
-
-def _build(options: Options, make: Callable[[], Message]) -> Message:
-    try:
-        return make()
-    except ValidationError as invalid:
-        refuse(validation_error(invalid), options)
-
-
-def _send(options: Options, command: Message, timeout: float = 30) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        async with connected(options.nats) as nc:
-            return await request(nc, command, timeout=timeout)
-
-    return run(options, go())
 
 
 def _split(text: str | None) -> list[str]:
@@ -98,7 +81,7 @@ def contacts_add(
 ) -> None:
     """Add a contact, or update the one with this email."""
     options = options_of(ctx)
-    command = _build(
+    command = build(
         options,
         lambda: AddContact(
             email=email,
@@ -110,7 +93,7 @@ def contacts_add(
             topics=_split(topics),
         ),
     )
-    contact = _send(options, command)
+    contact = send(options, command)
     emit(options, contact, lambda: console.print(_contact_table(contact)))
 
 
@@ -122,7 +105,7 @@ def contacts_ls(
 ) -> None:
     """List contacts by email."""
     options = options_of(ctx)
-    contacts = _send(options, _build(options, lambda: ListContacts(topic=topic, limit=limit)))[
+    contacts = send(options, build(options, lambda: ListContacts(topic=topic, limit=limit)))[
         "contacts"
     ]
 
@@ -150,7 +133,7 @@ def contacts_show(
 ) -> None:
     """One contact: consents, topics and the latest deliveries to them."""
     options = options_of(ctx)
-    found = _send(options, _build(options, lambda: ShowContact(contact=contact)))
+    found = send(options, build(options, lambda: ShowContact(contact=contact)))
 
     def render() -> None:
         console.print(_contact_table(found))
@@ -182,11 +165,11 @@ def contacts_subscribe(
 ) -> None:
     """Subscribe a contact to topics and record their consent to channels."""
     options = options_of(ctx)
-    command = _build(
+    command = build(
         options,
         lambda: Subscribe(contact=contact, topics=_split(topics), channels=_split(channels)),  # type: ignore[arg-type]
     )
-    updated = _send(options, command)
+    updated = send(options, command)
     emit(options, updated, lambda: console.print(_contact_table(updated)))
 
 
@@ -201,11 +184,11 @@ def contacts_unsubscribe(
 ) -> None:
     """Take a contact off topics, or withdraw their consent to channels."""
     options = options_of(ctx)
-    command = _build(
+    command = build(
         options,
         lambda: Unsubscribe(contact=contact, topics=_split(topics), channels=_split(channels)),  # type: ignore[arg-type]
     )
-    updated = _send(options, command)
+    updated = send(options, command)
     emit(options, updated, lambda: console.print(_contact_table(updated)))
 
 
@@ -219,7 +202,7 @@ def contacts_forget(
     options = options_of(ctx)
     if not yes and not options.json:
         typer.confirm(f"Erase {contact} for good?", abort=True)
-    done = _send(options, _build(options, lambda: ForgetContact(contact=contact)))
+    done = send(options, build(options, lambda: ForgetContact(contact=contact)))
     emit(
         options,
         done,
@@ -263,7 +246,7 @@ def broadcast(
                 ),
                 options,
             )
-    command = _build(
+    command = build(
         options,
         lambda: SendBroadcast(
             topic=topic,
@@ -459,7 +442,7 @@ def resend(
 ) -> None:
     """Try a failed delivery again, with its retries afresh."""
     options = options_of(ctx)
-    queued = _send(options, _build(options, lambda: ResendDelivery(delivery_id=delivery_id)))
+    queued = send(options, build(options, lambda: ResendDelivery(delivery_id=delivery_id)))
     emit(
         options,
         queued,

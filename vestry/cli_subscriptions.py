@@ -37,6 +37,7 @@ from contracts.subscriptions_v1 import (
 )
 from contracts.system_v1 import CommandError
 from kernel.commands import request, validation_error
+from vestry import terminal
 from vestry.connection import connected
 from vestry.terminal import Options, console, emit, fail, options_of, refuse, run
 
@@ -67,10 +68,7 @@ async def ask(options: Options, command: Any, timeout: float = 10.0) -> dict[str
 
 def build(options: Options, model: type[Any], **fields: Any) -> Any:
     """The command, or a structured refusal before anything is sent."""
-    try:
-        return model(**fields)
-    except ValidationError as invalid:
-        refuse(validation_error(invalid), options)
+    return terminal.build(options, lambda: model(**fields))
 
 
 # Members

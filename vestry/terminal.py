@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
+from contracts import Message
 from contracts.system_v1 import CommandError
-from kernel.commands import CommandFailed, ServiceUnavailable
+from kernel.commands import CommandFailed, ServiceUnavailable, request, validation_error
 from kernel.settings import Settings
-from vestry.connection import NatsUnreachable
+from vestry.connection import NatsUnreachable, connected
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 console = Console()
 errors = Console(stderr=True)
@@ -45,6 +48,34 @@ def fail(
     else:
         errors.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+class BadInput(Exception):
+    """Raised while building a command from a person's input that cannot be right."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.error = CommandError(code="invalid", message=message, field=field)
+
+
+def build(options: Options, make: Callable[[], M]) -> M:
+    """The command ``make`` builds, or a structured refusal before anything is sent."""
+    try:
+        return make()
+    except BadInput as bad:
+        refuse(bad.error, options)
+    except ValidationError as invalid:
+        refuse(validation_error(invalid), options)
+
+
+def send(options: Options, command: Message, timeout: float = 30) -> dict[str, Any]:
+    """Send ``command`` to its service and return the answer's data; failures exit clearly."""
+
+    async def go() -> dict[str, Any]:
+        async with connected(options.nats) as nc:
+            return await request(nc, command, timeout=timeout)
+
+    return run(options, go())
 
 
 def refuse(error: CommandError, options: Options) -> NoReturn:
