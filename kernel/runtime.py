@@ -145,6 +145,10 @@ class Service:
         """Run ``run(service)`` beside the consumers for as long as the service runs."""
         self._workers.append(run)
 
+    def consumed_streams(self) -> list[str]:
+        """The streams this service reads facts from."""
+        return sorted(self._consumed)
+
     def applier(self, stream: str) -> Applier:
         """The one path by which this service applies facts from ``stream``."""
         return Applier(
