@@ -39,7 +39,7 @@ from contracts.system_v1 import CommandError
 from kernel.commands import request, validation_error
 from vestry import terminal
 from vestry.connection import connected
-from vestry.terminal import Options, console, emit, fail, options_of, refuse, run
+from vestry.terminal import Options, console, emit, fail, options_of, refuse, run, send
 
 members_app = typer.Typer(no_args_is_help=True, help="Member organisations.")
 invoices_app = typer.Typer(no_args_is_help=True, help="Invoices and credit notes.")
@@ -59,11 +59,6 @@ def parse_amount(text: str) -> int:
     if not whole.isdigit() or (fraction and (not fraction.isdigit() or len(fraction) > 2)):
         raise ValueError(f"{text!r} is not an amount in pounds and pence, like 1,000.50")
     return int(whole) * 100 + (int(fraction.ljust(2, "0")) if fraction else 0)
-
-
-async def ask(options: Options, command: Any, timeout: float = 10.0) -> dict[str, Any]:
-    async with connected(options.nats) as nc:
-        return await request(nc, command, timeout=timeout)
 
 
 def build(options: Options, model: type[Any], **fields: Any) -> Any:
@@ -98,7 +93,7 @@ def members_add(
         reference=reference,
         phone=phone,
     )
-    reply = run(options, ask(options, command))
+    reply = send(options, command, timeout=10)
     emit(
         options,
         {"ok": True, **reply},
@@ -179,7 +174,7 @@ def members_import(
             options=options,
             detail={"code": "invalid", "message": "nothing imported", "problems": problems},
         )
-    reply = run(options, ask(options, ImportMembers(members=members, lines=lines), timeout=120))
+    reply = send(options, ImportMembers(members=members, lines=lines), timeout=120)
     emit(
         options,
         {"ok": True, **reply},
@@ -194,7 +189,7 @@ def members_ls(
 ) -> None:
     """List the members."""
     options = options_of(ctx)
-    reply = run(options, ask(options, build(options, ListMembers, tier=tier)))
+    reply = send(options, build(options, ListMembers, tier=tier), timeout=10)
 
     def render() -> None:
         table = Table(title=f"Members ({len(reply['members'])})")
@@ -215,7 +210,7 @@ def members_show(
 ) -> None:
     """One member: its membership and its invoices."""
     options = options_of(ctx)
-    reply = run(options, ask(options, build(options, ShowMember, member=member)))
+    reply = send(options, build(options, ShowMember, member=member), timeout=10)
 
     def render() -> None:
         console.print(f"[bold]{reply['name']}[/]  ({reply['member_id']})")
@@ -240,7 +235,7 @@ def members_change_tier(
     """Move a member to another tier; a billed year gets a credit note and a new invoice."""
     options = options_of(ctx)
     command = build(options, ChangeTier, member=member, tier=tier, effective_on=on)
-    reply = run(options, ask(options, command))
+    reply = send(options, command, timeout=10)
     emit(
         options,
         {"ok": True, **reply},
@@ -259,7 +254,7 @@ def members_leave(
 ) -> None:
     """Record that a member leaves; it is not billed for later years."""
     options = options_of(ctx)
-    reply = run(options, ask(options, build(options, LeaveMember, member=member, leaves_on=on)))
+    reply = send(options, build(options, LeaveMember, member=member, leaves_on=on), timeout=10)
     emit(
         options,
         {"ok": True, **reply},
@@ -291,14 +286,14 @@ def invoice_run(
     """Invoice every membership active in a year, once; --dry-run to preview, --status for runs."""
     options = options_of(ctx)
     if status:
-        reply = run(options, ask(options, build(options, InvoiceRunStatus, year=year)))
+        reply = send(options, build(options, InvoiceRunStatus, year=year), timeout=10)
         emit(options, reply, lambda: _runs_table(reply["runs"]))
         return
     if year is None:
         fail("--year is required (e.g. --year 2026)", options=options)
     command = build(options, RunInvoicing, year=year, dry_run=dry_run, issued_on=issued_on)
     if dry_run:
-        preview = run(options, ask(options, command, timeout=60))
+        preview = send(options, command, timeout=60)
         emit(options, preview, lambda: _preview_table(preview))
         return
     record = run(options, _follow_run(options, command))
@@ -419,7 +414,7 @@ def invoices_ls(
 ) -> None:
     """List invoices and credit notes."""
     options = options_of(ctx)
-    reply = run(options, ask(options, build(options, ListInvoices, year=year, status=status)))
+    reply = send(options, build(options, ListInvoices, year=year, status=status), timeout=10)
     emit(options, reply["invoices"], lambda: _invoice_table(reply["invoices"], "Invoices"))
 
 
@@ -433,8 +428,8 @@ def invoices_show(
 ) -> None:
     """One invoice or credit note, with its lines and payments."""
     options = options_of(ctx)
-    document = run(
-        options, ask(options, build(options, ShowInvoice, number=number, html=html is not None))
+    document = send(
+        options, build(options, ShowInvoice, number=number, html=html is not None), timeout=10
     )
     if html is not None:
         html.write_text(document.pop("html"), encoding="utf-8")
@@ -481,7 +476,7 @@ def invoices_summary(
 ) -> None:
     """Billed, paid and outstanding by tier, and aged debt."""
     options = options_of(ctx)
-    summary = run(options, ask(options, build(options, InvoiceSummary, year=year, on=on)))
+    summary = send(options, build(options, InvoiceSummary, year=year, on=on), timeout=10)
 
     def render() -> None:
         table = Table(title=f"Financial year {year} as at {summary['on']}")
@@ -514,7 +509,7 @@ def invoices_void(
 ) -> None:
     """Void an invoice nothing has been paid against."""
     options = options_of(ctx)
-    reply = run(options, ask(options, build(options, VoidInvoice, invoice=number, reason=reason)))
+    reply = send(options, build(options, VoidInvoice, invoice=number, reason=reason), timeout=10)
     emit(options, {"ok": True, **reply}, lambda: console.print(f"{reply['invoice']} is void."))
 
 
@@ -543,7 +538,7 @@ def payments_record(
         received_on=on,
         reference=ref,
     )
-    reply = run(options, ask(options, command))
+    reply = send(options, command, timeout=10)
     emit(
         options,
         {"ok": True, **reply},
