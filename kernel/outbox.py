@@ -21,14 +21,7 @@ log = logging.getLogger(__name__)
 
 async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
     """Queue ``envelope`` for publication; it leaves only if the transaction commits."""
-    await session.execute(
-        outbox_table.insert().values(
-            id=envelope.id,
-            subject=subject,
-            payload=envelope.to_bytes(),
-            created_at=datetime.now(UTC),
-        )
-    )
+    await add_many(session, [(envelope, subject)])
 
 
 async def add_many(session: AsyncSession, facts: list[tuple[Envelope, str]]) -> None:
