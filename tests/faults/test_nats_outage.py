@@ -42,7 +42,9 @@ async def test_nats_down_for_five_seconds_loses_and_doubles_nothing(
 
         await eventually(lambda: nc.is_connected, what="client reconnected")
         # Each service reconnects on its own schedule; commands wait until subscriptions answers.
-        await eventually(lambda: _answers(nc, "subscriptions"), timeout=30, what="subscriptions back")
+        await eventually(
+            lambda: _answers(nc, "subscriptions"), timeout=30, what="subscriptions back"
+        )
         for number in range(40, 60):
             await join(nc, number)
 
