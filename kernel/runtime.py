@@ -47,7 +47,7 @@ from kernel.rebuild import ReadModel, rebuild
 from kernel.redrive import redrive
 from kernel.replay import replay
 from kernel.settings import Settings
-from kernel.store import create_engine, redacted, session_factory
+from kernel.store import create_engine, finish_abandoned_closes, redacted, session_factory
 from kernel.streams import ensure_streams, stream_for_subject, streams_of
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ class Service:
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.close()
         await self.engine.dispose()
+        await finish_abandoned_closes()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Service]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -86,6 +87,32 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session inside one transaction, committed on success and rolled back on error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+async def finish_abandoned_closes(attempts: int = 50) -> int:
+    """End the connection closes SQLAlchemy left behind on aiosqlite; returns how many.
+
+    A statement cancelled mid-flight (a worker stopped while it was writing)
+    makes SQLAlchemy invalidate the connection and close it in a shielded
+    task; once the cancellation forces the close, that task waits in
+    aiosqlite's ``close`` for a worker thread that has already gone, and the
+    event loop could never shut down (a service that ignores SIGTERM).
+    Cancelling such a task until it ends releases it.
+    """
+    abandoned = {
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").endswith("_terminate_graceful_close")
+    }
+    found = len(abandoned)
+    for _ in range(attempts):
+        if not abandoned:
+            break
+        for task in abandoned:
+            task.cancel()
+        await asyncio.wait(abandoned, timeout=0.05)
+        abandoned = {task for task in abandoned if not task.done()}
+    return found
 
 
 def redacted(url: str) -> str:
