@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import date
+from typing import Any
 
 from nats.aio.client import Client
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from contracts import Envelope, Message
 from contracts.subscriptions_v1 import JoinMember, MembershipStarted
@@ -90,3 +91,20 @@ async def membership_views(events: Service) -> int:
 async def inbox_count(service: Service) -> int:
     async with service.sessions() as session:
         return await session.scalar(select(func.count()).select_from(inbox_table)) or 0
+
+
+async def caught_up(nc: Client, service: Service) -> bool:
+    """Whether ``service`` has handled and acknowledged every fact on the streams it reads."""
+    js = nc.jetstream()
+    for stream in service.consumed_streams():
+        info = await js.consumer_info(stream, f"{service.name}-{stream.lower()}")
+        if info.num_pending or info.num_ack_pending:
+            return False
+    return True
+
+
+async def table_rows(service: Service, table: Table) -> list[tuple[Any, ...]]:
+    """Every row of one of ``service``'s tables, in primary-key order."""
+    async with service.sessions() as session:
+        result = await session.execute(select(table).order_by(*table.primary_key.columns))
+        return [tuple(row) for row in result]

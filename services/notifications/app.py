@@ -27,6 +27,7 @@ from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePai
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import NAME, handlers, store
+from services.notifications.handlers.learning import LEARNERS
 from services.notifications.sender import run_sender
 from services.notifications.templates import Templates
 
@@ -49,6 +50,9 @@ def create_service(settings: Settings | None = None) -> Service:
     service.consume(BookingCancelled)(handlers.on_booking_cancelled)
     service.consume(EventChanged)(handlers.on_event_changed)
     service.consume(ReminderDue)(handlers.on_reminder_due)
+    # The directory of people the facts named is built only from those facts, by the
+    # same learners the handlers above call first: `vestry rebuild notifications`.
+    service.read_model([store.DirectoryEntry.__table__], LEARNERS)
 
     service.command(AddContact)(handlers.add_contact)
     service.command(ListContacts)(handlers.list_contacts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.notifications import directory
 from services.notifications.domain import PlannedDelivery, Reachable, forgotten_digest
 
 SETTLED = ("sent", "failed")
@@ -44,8 +46,32 @@ class Contact(Base):
     organisation: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(40))
     mobile: Mapped[str | None] = mapped_column(String(20))
-    email_consent: Mapped[bool] = mapped_column(Boolean, default=True)
-    sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The person's own choices; None where they made none (see ``reachable``).
+    email_consent: Mapped[bool | None] = mapped_column(Boolean)
+    sms_consent: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class DirectoryEntry(Base):
+    """The contact directory as learnt from facts (see ``directory``): a read model,
+    dropped and rebuilt from the streams by `vestry rebuild notifications`."""
+
+    __tablename__ = "directory"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(36), index=True)
+    sources: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str | None] = mapped_column(String(200))
+    name_stamp: Mapped[str] = mapped_column(String(80))
+    organisation: Mapped[str | None] = mapped_column(String(200))
+    organisation_stamp: Mapped[str] = mapped_column(String(80))
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    mobile_stamp: Mapped[str] = mapped_column(String(80))
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean)
+    first_seen: Mapped[str] = mapped_column(String(80))
+    last_seen: Mapped[str] = mapped_column(String(80))
+
+    def entry(self) -> directory.Entry:
+        return directory.Entry(**{f.name: getattr(self, f.name) for f in fields(directory.Entry)})
 
 
 class ContactTopic(Base):
@@ -121,51 +147,80 @@ async def contact_by_email(session: AsyncSession, email: str) -> Contact | None:
     return await session.scalar(select(Contact).where(Contact.email == email.strip().lower()))
 
 
-async def find_contact(session: AsyncSession, ref: str) -> Contact | None:
-    """A contact by id or email."""
-    return await session.get(Contact, ref) or await contact_by_email(session, ref)
+@dataclass(frozen=True)
+class Known:
+    """A person this service knows: their own record, what facts said of them, or both."""
+
+    contact: Contact | None
+    entry: DirectoryEntry | None
+
+    @property
+    def reachable(self) -> Reachable:
+        return reachable(self.contact, self.entry)
+
+    @property
+    def addresses(self) -> list[str]:
+        """Every address they have here, for the ledger."""
+        found = [self.reachable.email]
+        for record in (self.contact, self.entry):
+            if record is not None and record.mobile and record.mobile not in found:
+                found.append(record.mobile)
+        return [address for address in found if address]
+
+
+async def find_person(session: AsyncSession, ref: str) -> Known | None:
+    """A person by contact id or email."""
+    ref = ref.strip()
+    contact = await session.get(Contact, ref) or await contact_by_email(session, ref)
+    entry = await session.get(DirectoryEntry, contact.email if contact else ref.lower())
+    if contact is None and entry is None:
+        entry = await session.scalar(select(DirectoryEntry).where(DirectoryEntry.contact_id == ref))
+        contact = await contact_by_email(session, entry.email) if entry else None
+    if contact is None and entry is None:
+        return None
+    return Known(contact, entry)
+
+
+async def own_record(session: AsyncSession, email: str, *, source: str) -> Contact:
+    """The contact row that keeps a person's own choices, made when they first make one."""
+    email = email.strip().lower()
+    contact = await contact_by_email(session, email)
+    if contact is None:
+        contact = Contact(id=directory.contact_id_for(email), email=email, source=source)
+        session.add(contact)
+        await session.flush()
+    return contact
 
 
 async def is_forgotten(session: AsyncSession, address: str) -> bool:
     return await session.get(Forgotten, forgotten_digest(address)) is not None
 
 
-async def remember_contact(
-    session: AsyncSession,
-    *,
-    email: str,
-    name: str | None,
-    organisation: str | None,
-    source: str,
-    mobile: str | None = None,
-    sms_consent: bool | None = None,
-) -> Contact | None:
-    """Add or fill in a contact learnt from a fact; None for someone who asked to be forgotten."""
+async def learn(session: AsyncSession, seen: directory.Sighting) -> None:
+    """Take in what a fact says of a person, unless they asked to be forgotten."""
+    email = seen.email.strip().lower()
+    if await is_forgotten(session, email):
+        return
+    row = await session.get(DirectoryEntry, email, with_for_update=True)
+    learnt = directory.learn(row.entry() if row else None, seen)
+    if row is None:
+        session.add(DirectoryEntry(**asdict(learnt)))
+    else:
+        for field, value in asdict(learnt).items():
+            setattr(row, field, value)
+    await session.flush()
+
+
+async def person(session: AsyncSession, email: str) -> Reachable | None:
+    """Where and how a person can be reached: the directory and their own choices together."""
     email = email.strip().lower()
     if await is_forgotten(session, email):
         return None
-    existing = await contact_by_email(session, email)
-    if existing is None:
-        existing = Contact(
-            id=str(uuid.uuid4()),
-            email=email,
-            name=name,
-            organisation=organisation,
-            source=source,
-            mobile=mobile,
-            email_consent=True,
-            sms_consent=bool(sms_consent and mobile),
-        )
-        session.add(existing)
-        await session.flush()
-        return existing
-    existing.name = existing.name or name
-    existing.organisation = existing.organisation or organisation
-    if mobile:
-        existing.mobile = mobile
-    if sms_consent and existing.mobile:  # an opt-in on a booking form; opting out is explicit
-        existing.sms_consent = True
-    return existing
+    contact = await contact_by_email(session, email)
+    entry = await session.get(DirectoryEntry, email)
+    if contact is None and entry is None:
+        return None
+    return reachable(contact, entry)
 
 
 async def topics_of(session: AsyncSession, contact_id: str) -> list[str]:
@@ -176,39 +231,44 @@ async def topics_of(session: AsyncSession, contact_id: str) -> list[str]:
     )
 
 
-def reachable(contact: Contact | None, topics: Iterable[str] = ()) -> Reachable | None:
+def reachable(
+    contact: Contact | None, entry: DirectoryEntry | None, topics: Iterable[str] = ()
+) -> Reachable:
+    """A person as the rules see them: their own record first, then what facts said of them.
+
+    A consent they gave or withdrew themselves overrides a booking form's opt-in;
+    without one, email is on and SMS is what they ticked when booking.
+    """
+    learnt = entry.entry() if entry else None
     if contact is None:
-        return None
+        if learnt is None:
+            raise ValueError("a person is in the directory, has a contact, or both")
+        contact_id, email, email_choice, sms_choice = learnt.contact_id, learnt.email, None, None
+    else:
+        contact_id, email = contact.id, contact.email
+        email_choice, sms_choice = contact.email_consent, contact.sms_consent
+    mobile = (contact and contact.mobile) or (learnt and learnt.mobile) or None
+    opted_in = bool(learnt and learnt.sms_opt_in)
     return Reachable(
-        contact_id=contact.id,
-        email=contact.email,
-        mobile=contact.mobile,
-        email_consent=contact.email_consent,
-        sms_consent=contact.sms_consent,
+        contact_id=contact_id,
+        email=email,
+        mobile=mobile,
+        email_consent=email_choice is not False,
+        sms_consent=bool(mobile) and (opted_in if sms_choice is None else sms_choice),
         topics=frozenset(topics),
-        name=contact.name,
+        name=(contact and contact.name) or (learnt and learnt.name) or None,
     )
 
 
 async def subscribers(session: AsyncSession, topic: str) -> list[Reachable]:
-    rows = await session.scalars(
-        select(Contact)
+    rows = await session.execute(
+        select(Contact, DirectoryEntry)
         .join(ContactTopic, ContactTopic.contact_id == Contact.id)
+        .outerjoin(DirectoryEntry, DirectoryEntry.email == Contact.email)
         .where(ContactTopic.topic == topic)
         .order_by(Contact.email)
     )
-    return [
-        Reachable(
-            contact_id=c.id,
-            email=c.email,
-            mobile=c.mobile,
-            email_consent=c.email_consent,
-            sms_consent=c.sms_consent,
-            topics=frozenset({topic}),
-            name=c.name,
-        )
-        for c in rows
-    ]
+    return [reachable(contact, entry, {topic}) for contact, entry in rows]
 
 
 async def subscribe(session: AsyncSession, contact: Contact, topics: Iterable[str]) -> None:
@@ -226,13 +286,12 @@ async def unsubscribe(session: AsyncSession, contact: Contact, topics: Iterable[
     )
 
 
-async def open_broadcasts_of(session: AsyncSession, contact: Contact) -> list[str]:
-    """Broadcasts with a row still to send to this contact."""
-    addresses = [address for address in (contact.email, contact.mobile) if address]
+async def open_broadcasts_of(session: AsyncSession, known: Known) -> list[str]:
+    """Broadcasts with a row still to send to this person."""
     found = await session.scalars(
         select(Delivery.broadcast_id)
         .where(
-            Delivery.recipient.in_(addresses),
+            Delivery.recipient.in_(known.addresses),
             Delivery.status.in_(OPEN),
             Delivery.broadcast_id.is_not(None),
         )
@@ -241,14 +300,14 @@ async def open_broadcasts_of(session: AsyncSession, contact: Contact) -> list[st
     return [broadcast_id for broadcast_id in found if broadcast_id]
 
 
-async def forget(session: AsyncSession, contact: Contact) -> int:
-    """Erase the contact; the ledger keeps each row (so nothing is sent again) but not the address.
+async def forget(session: AsyncSession, known: Known) -> int:
+    """Erase the person; the ledger keeps each row (so nothing is sent again) but not the address.
 
     Returns how many ledger rows were scrubbed.
     """
     now = datetime.now(UTC)
     scrubbed = 0
-    for address in filter(None, (contact.email, contact.mobile)):
+    for address in known.addresses:
         digest = forgotten_digest(address)
         if await session.get(Forgotten, digest) is None:
             session.add(Forgotten(digest=digest, forgotten_at=now))
@@ -266,8 +325,13 @@ async def forget(session: AsyncSession, contact: Contact) -> int:
             .execution_options(synchronize_session=False)
         )
         scrubbed += result.rowcount  # type: ignore[attr-defined]
-    await session.execute(delete(ContactTopic).where(ContactTopic.contact_id == contact.id))
-    await session.delete(contact)
+    if known.contact is not None:
+        await session.execute(
+            delete(ContactTopic).where(ContactTopic.contact_id == known.contact.id)
+        )
+        await session.delete(known.contact)
+    if known.entry is not None:
+        await session.delete(known.entry)
     return scrubbed
 
 

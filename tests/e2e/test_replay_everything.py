@@ -1,5 +1,6 @@
 """After the demo, replaying every stream from the start into every service that reads
-it adds no invoice, no booking change, no email and no SMS."""
+it adds no invoice, no booking change, no email and no SMS; and rebuilding every read
+model from the streams gives back, row for row, what live traffic built."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 from nats.aio.client import Client
 from sqlalchemy import func, select
 
-from contracts.system_v1 import ReplayRequest
+from contracts.system_v1 import RebuildRequest, ReplayRequest
 from kernel.runtime import Service
 from kernel.settings import Settings
+from services.events.store import MembershipView
 from services.notifications.sms import read_captured
+from services.notifications.store import DirectoryEntry
 from services.subscriptions.store import Invoice
 from tests.conftest import Mailbox
-from tests.stack import delivery_count, stack
+from tests.stack import delivery_count, stack, table_rows
 from vestry.demo_run import run_demo
 
 
@@ -40,11 +43,11 @@ async def counts(
     }
 
 
-async def test_replaying_every_stream_into_every_service_after_the_demo_changes_nothing(
+async def test_after_the_demo_replaying_every_stream_and_rebuilding_every_read_model_change_nothing(
     settings: Settings, nc: Client, mailbox: Mailbox, tmp_path: Path
 ) -> None:
     async with stack(settings) as services:
-        subscriptions, _events, notifications = services
+        subscriptions, events, notifications = services
         summary = await run_demo(nc, tmp_path)  # mail in tmp_path/mail: the mailbox fixture's
         assert summary["invoicing"]["invoices_for_year"] == 45 and summary["dead_letters"] == 0
         before = await counts(nc, subscriptions, notifications, mailbox, settings.data_dir / "sms")
@@ -56,6 +59,18 @@ async def test_replaying_every_stream_into_every_service_after_the_demo_changes_
         await asyncio.sleep(2)  # time for anything wrongly planned or published to show
         after = await counts(nc, subscriptions, notifications, mailbox, settings.data_dir / "sms")
 
+        read_models = {MembershipView.__table__: events, DirectoryEntry.__table__: notifications}
+        live = {table.name: await table_rows(owner, table) for table, owner in read_models.items()}
+        for owner in (events, notifications):
+            await owner.rebuild(RebuildRequest())
+        rebuilt = {
+            table.name: await table_rows(owner, table) for table, owner in read_models.items()
+        }
+        await asyncio.sleep(2)
+        after_rebuild = await counts(
+            nc, subscriptions, notifications, mailbox, settings.data_dir / "sms"
+        )
+
     assert {(r.service, r.stream) for r in replays} == {
         ("subscriptions", "EVENTS"),
         ("events", "SUBSCRIPTIONS"),
@@ -64,4 +79,6 @@ async def test_replaying_every_stream_into_every_service_after_the_demo_changes_
     }
     assert all(r.matched > 0 and r.applied == 0 and r.failed == 0 for r in replays), replays
     assert after == before
+    assert rebuilt == live and len(live["membership_view"]) == 45 and len(live["directory"]) > 45
+    assert after_rebuild == before
     assert before["emails"] > 45 and before["SMS"] > 0 and before["invoices and credit notes"] >= 45

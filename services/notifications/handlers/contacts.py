@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from contracts.envelope import derived_message_id
 from contracts.notifications_v1 import (
     AddContact,
     ForgetContact,
@@ -39,24 +38,28 @@ def known_topics(topics: list[str]) -> list[str]:
         raise Refused("not_found", str(unknown), "topics") from None
 
 
-async def _contact(ctx: CommandContext, ref: str) -> store.Contact:
-    contact = await store.find_contact(ctx.session, ref)
-    if contact is None:
+async def _person(ctx: CommandContext, ref: str) -> store.Known:
+    known = await store.find_person(ctx.session, ref)
+    if known is None:
         raise Refused("not_found", f"there is no contact {ref!r}", "contact")
-    return contact
+    return known
 
 
-async def _describe(ctx: CommandContext, contact: store.Contact) -> dict[str, Any]:
+async def _describe(ctx: CommandContext, known: store.Known) -> dict[str, Any]:
+    person = known.reachable
+    learnt = known.entry
     return {
-        "contact_id": contact.id,
-        "email": contact.email,
-        "name": contact.name,
-        "organisation": contact.organisation,
-        "mobile": contact.mobile,
-        "email_consent": contact.email_consent,
-        "sms_consent": contact.sms_consent,
-        "source": contact.source,
-        "topics": await store.topics_of(ctx.session, contact.id),
+        "contact_id": person.contact_id,
+        "email": person.email,
+        "name": person.name,
+        "organisation": (known.contact and known.contact.organisation)
+        or (learnt and learnt.organisation),
+        "mobile": person.mobile,
+        "email_consent": person.email_consent,
+        "sms_consent": person.sms_consent,
+        "source": known.contact.source if known.contact else "facts",
+        "learnt_from": learnt.sources.split(",") if learnt else [],
+        "topics": await store.topics_of(ctx.session, known.contact.id) if known.contact else [],
     }
 
 
@@ -70,12 +73,10 @@ async def add_contact(command: AddContact, ctx: CommandContext) -> dict[str, Any
         await ctx.session.execute(
             delete(store.Forgotten).where(store.Forgotten.digest == domain.forgotten_digest(email))
         )
-    contact = await store.contact_by_email(ctx.session, email)
-    if command.sms_consent and not (mobile or (contact and contact.mobile)):
+    known = await store.find_person(ctx.session, email)
+    if command.sms_consent and not (mobile or (known and known.reachable.mobile)):
         raise Refused("invalid", "SMS consent needs a mobile number", "mobile")
-    if contact is None:
-        contact = store.Contact(id=derived_message_id("contact", email), email=email, source="cli")
-        ctx.session.add(contact)
+    contact = await store.own_record(ctx.session, email, source="cli")
     contact.name = command.name or contact.name
     contact.organisation = command.organisation or contact.organisation
     contact.mobile = mobile or contact.mobile
@@ -83,29 +84,34 @@ async def add_contact(command: AddContact, ctx: CommandContext) -> dict[str, Any
     contact.sms_consent = command.sms_consent
     await ctx.session.flush()
     await store.subscribe(ctx.session, contact, topics)
-    return await _describe(ctx, contact)
+    return await _describe(ctx, await _person(ctx, email))
 
 
 async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str, Any]:
-    query = select(store.Contact).order_by(store.Contact.email).limit(command.limit)
+    """Everyone known, from their own record or the directory, by email; or a topic's subscribers."""
+    own = select(store.Contact.email).order_by(store.Contact.email).limit(command.limit)
     if command.topic:
         known_topics([command.topic])
-        query = query.join(store.ContactTopic).where(store.ContactTopic.topic == command.topic)
-    contacts = list(await ctx.session.scalars(query))
-    return {"contacts": [await _describe(ctx, contact) for contact in contacts]}
+        own = own.join(store.ContactTopic).where(store.ContactTopic.topic == command.topic)
+        emails = set(await ctx.session.scalars(own))
+    else:
+        learnt = select(store.DirectoryEntry.email).order_by(store.DirectoryEntry.email)
+        emails = set(await ctx.session.scalars(own))
+        emails |= set(await ctx.session.scalars(learnt.limit(command.limit)))
+    people = [await _person(ctx, email) for email in sorted(emails)[: command.limit]]
+    return {"contacts": [await _describe(ctx, known) for known in people]}
 
 
 async def show_contact(command: ShowContact, ctx: CommandContext) -> dict[str, Any]:
-    contact = await _contact(ctx, command.contact)
-    recipients = [address for address in (contact.email, contact.mobile) if address]
+    known = await _person(ctx, command.contact)
     deliveries = await ctx.session.scalars(
         select(store.Delivery)
-        .where(store.Delivery.recipient.in_(recipients))
+        .where(store.Delivery.recipient.in_(known.addresses))
         .order_by(store.Delivery.created_at.desc())
         .limit(20)
     )
     return {
-        **await _describe(ctx, contact),
+        **await _describe(ctx, known),
         "deliveries": [
             {
                 "delivery_id": d.id,
@@ -123,34 +129,36 @@ async def show_contact(command: ShowContact, ctx: CommandContext) -> dict[str, A
 
 
 async def subscribe(command: Subscribe, ctx: CommandContext) -> dict[str, Any]:
-    contact = await _contact(ctx, command.contact)
+    known = await _person(ctx, command.contact)
     topics = known_topics(command.topics)
+    if "sms" in command.channels and not known.reachable.mobile:
+        raise Refused("invalid", "SMS consent needs a mobile number: add one first", "channels")
+    contact = await store.own_record(ctx.session, known.reachable.email, source="facts")
     if "sms" in command.channels:
-        if not contact.mobile:
-            raise Refused("invalid", "SMS consent needs a mobile number: add one first", "channels")
         contact.sms_consent = True
     if "email" in command.channels:
         contact.email_consent = True
     await store.subscribe(ctx.session, contact, topics)
-    return await _describe(ctx, contact)
+    return await _describe(ctx, await _person(ctx, contact.email))
 
 
 async def unsubscribe(command: Unsubscribe, ctx: CommandContext) -> dict[str, Any]:
-    contact = await _contact(ctx, command.contact)
+    known = await _person(ctx, command.contact)
     topics = known_topics(command.topics)
+    contact = await store.own_record(ctx.session, known.reachable.email, source="facts")
     if "sms" in command.channels:
         contact.sms_consent = False
     if "email" in command.channels:
         contact.email_consent = False
     await store.unsubscribe(ctx.session, contact, topics)
-    return await _describe(ctx, contact)
+    return await _describe(ctx, await _person(ctx, contact.email))
 
 
 async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[str, Any]:
-    contact = await _contact(ctx, command.contact)
-    contact_id = contact.id
-    broadcasts = await store.open_broadcasts_of(ctx.session, contact)
-    scrubbed = await store.forget(ctx.session, contact)
+    known = await _person(ctx, command.contact)
+    contact_id = known.reachable.contact_id
+    broadcasts = await store.open_broadcasts_of(ctx.session, known)
+    scrubbed = await store.forget(ctx.session, known)
     for broadcast_id in broadcasts:  # their last open row may have been this contact's
         await settle_broadcast(ctx.session, broadcast_id, ctx.publish)
     return {"contact_id": contact_id, "forgotten": True, "ledger_rows_scrubbed": scrubbed}

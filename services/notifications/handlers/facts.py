@@ -1,14 +1,13 @@
-"""Handlers of the facts other services publish: learn the people a fact names, then
-plan the deliveries the rules in ``domain`` ask for, one ledger row per (fact,
-recipient, channel). They send nothing themselves: the sender does."""
+"""Handlers of the facts other services publish: learn the people a fact names (the
+directory, through ``learning``), then plan the deliveries the rules in ``domain``
+ask for, one ledger row per (fact, recipient, channel). They send nothing
+themselves: the sender does."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from contracts.events_v1 import (
-    Booker,
     BookingCancelled,
     BookingConfirmed,
     BookingPromoted,
@@ -21,8 +20,7 @@ from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePai
 from kernel.consumer import HandlerContext
 from services.notifications import domain, store
 from services.notifications.domain import day, pounds, when
-
-log = logging.getLogger(__name__)
+from services.notifications.handlers import learning
 
 
 async def _plan(ctx: HandlerContext, planned: list[domain.PlannedDelivery]) -> None:
@@ -35,29 +33,15 @@ async def _plan(ctx: HandlerContext, planned: list[domain.PlannedDelivery]) -> N
 
 async def on_membership_started(fact: MembershipStarted, ctx: HandlerContext) -> None:
     """Keep the billing contact and plan the welcome email."""
-    contact = await store.remember_contact(
-        ctx.session,
-        email=str(fact.billing_email),
-        name=None,
-        organisation=fact.member_name,
-        source="membership",
-    )
-    if contact is not None:
+    await learning.learn_member(fact, ctx)
+    if await store.person(ctx.session, str(fact.billing_email)) is not None:
         await store.plan_delivery(ctx.session, ctx.envelope.id, domain.welcome(fact))
-
-
-async def _billing_contact(
-    ctx: HandlerContext, email: str, billed_name: str | None
-) -> domain.Reachable | None:
-    contact = await store.remember_contact(
-        ctx.session, email=email, name=None, organisation=billed_name, source="billing"
-    )
-    return store.reachable(contact)
 
 
 async def on_invoice_issued(fact: InvoiceIssued, ctx: HandlerContext) -> None:
     """The invoice goes to its billing contact by email, with the document attached."""
-    person = await _billing_contact(ctx, str(fact.billing_email), fact.billed_name)
+    await learning.learn_billed(fact, ctx)
+    person = await store.person(ctx.session, str(fact.billing_email))
     if person is None:
         return
     context = {
@@ -79,7 +63,8 @@ async def on_invoice_issued(fact: InvoiceIssued, ctx: HandlerContext) -> None:
 
 async def on_invoice_paid(fact: InvoicePaid, ctx: HandlerContext) -> None:
     """A payment is acknowledged to the billing contact."""
-    person = await _billing_contact(ctx, str(fact.billing_email), None)
+    await learning.learn_payer(fact, ctx)
+    person = await store.person(ctx.session, str(fact.billing_email))
     if person is None:
         return
     context = {
@@ -94,7 +79,8 @@ async def on_invoice_paid(fact: InvoicePaid, ctx: HandlerContext) -> None:
 
 async def on_invoice_overdue(fact: InvoiceOverdue, ctx: HandlerContext) -> None:
     """An overdue reminder, worded by its stage, to the billing contact."""
-    person = await _billing_contact(ctx, str(fact.billing_email), fact.billed_name)
+    await learning.learn_billed(fact, ctx)
+    person = await store.person(ctx.session, str(fact.billing_email))
     if person is None:
         return
     context = {
@@ -109,28 +95,6 @@ async def on_invoice_overdue(fact: InvoiceOverdue, ctx: HandlerContext) -> None:
 
 
 # Events' facts
-
-
-async def _booker(
-    ctx: HandlerContext, booker: Booker, organisation: str | None
-) -> domain.Reachable | None:
-    """The booker as a contact; a mobile that is not valid is kept out (the email still goes)."""
-    mobile = None
-    if booker.phone:
-        try:
-            mobile = domain.normalise_mobile(booker.phone)
-        except domain.InvalidPhone as bad:
-            log.warning("booker %s: %s; no SMS", booker.email, bad)
-    contact = await store.remember_contact(
-        ctx.session,
-        email=str(booker.email),
-        name=booker.name,
-        organisation=organisation,
-        source="booking",
-        mobile=mobile,
-        sms_consent=booker.sms,
-    )
-    return store.reachable(contact)
 
 
 def _event_context(calendar: CalendarEntry) -> dict[str, Any]:
@@ -148,7 +112,8 @@ async def _tell_booker(
     template: str,
     extra: dict[str, Any],
 ) -> None:
-    person = await _booker(ctx, fact.booker, fact.organisation_name)
+    await learning.learn_booker(fact, ctx)
+    person = await store.person(ctx.session, str(fact.booker.email))
     if person is None:
         return
     context = {
@@ -184,7 +149,8 @@ async def on_booking_cancelled(fact: BookingCancelled, ctx: HandlerContext) -> N
     """The booker hears of a cancellation: theirs, or the event's (a cancelling .ics attached)."""
     if fact.booker is None:  # an older fact without the booker: nobody to tell
         return
-    person = await _booker(ctx, fact.booker, None)
+    await learning.learn_canceller(fact, ctx)
+    person = await store.person(ctx.session, str(fact.booker.email))
     if person is None:
         return
     context: dict[str, Any] = {
@@ -201,10 +167,11 @@ async def on_booking_cancelled(fact: BookingCancelled, ctx: HandlerContext) -> N
 
 async def on_event_changed(fact: EventChanged, ctx: HandlerContext) -> None:
     """Every confirmed attendee of a moved event hears of it, with the updated calendar entry."""
+    await learning.learn_attendees(fact, ctx)
     if not fact.moved:
         return
     for attendee in fact.attendees:
-        person = await _booker(ctx, attendee.booker, None)
+        person = await store.person(ctx.session, str(attendee.booker.email))
         if person is None:
             continue
         context = {
