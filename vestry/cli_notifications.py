@@ -55,7 +55,8 @@ def _contact_table(contact: dict[str, Any]) -> Table:
         ("email consent", "yes" if contact["email_consent"] else "no"),
         ("SMS consent", "yes" if contact["sms_consent"] else "no"),
         ("topics", ", ".join(contact["topics"]) or "-"),
-        ("learnt from", contact["source"]),
+        ("source", contact["source"]),
+        ("learnt from", ", ".join(contact.get("learnt_from", [])) or "-"),
     ):
         table.add_row(name, value)
     return table
