@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     unsubscribe_secret: str = Field(
         default="change-me", description="Key signing unsubscribe links (HMAC-SHA256)."
     )
+    unsubscribe_port: int | None = Field(
+        default=None,
+        description="Port where notifications answers its unsubscribe links (GET shows a "
+        "confirmation, POST unsubscribes, RFC 8058 one-click); unset for none.",
+    )
+    unsubscribe_host: str = Field(
+        default="127.0.0.1", description="Address the unsubscribe page listens on."
+    )
 
     def database_url(self, service: str) -> str:
         """The service's store: its own URL if set, else a SQLite file in the data directory."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.system_v1 import SERVICES
-from vestry.natsserver import NatsServer, wait_for_port
+from vestry.natsserver import NatsServer, free_port, wait_for_port
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,6 +42,7 @@ class DevStack:
     nats_port: int = 4222
     smtp_port: int = 8025
     monitor_port: int = 8222
+    unsubscribe_port: int = 0  # 0: any free port
     say: Callable[[str], None] = print
     nats: NatsServer | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -68,19 +69,28 @@ class DevStack:
             "VESTRY_SMTP_PORT": str(self.smtp_port),
             "VESTRY_SMTP_STARTTLS": "false",
             "VESTRY_SMTP_TLS": "false",
+            "VESTRY_UNSUBSCRIBE_PORT": str(self.unsubscribe_port),
+            "VESTRY_PUBLIC_URL": self.public_url,
         }
+
+    @property
+    def public_url(self) -> str:
+        """Where the links in messages point: the notifications service's unsubscribe page."""
+        return f"http://127.0.0.1:{self.unsubscribe_port}"
 
     def start(self) -> None:
         for name, port in (
             ("NATS", self.nats_port),
             ("SMTP", self.smtp_port),
             ("NATS monitoring", self.monitor_port),
+            ("unsubscribe page", self.unsubscribe_port),
         ):
-            if port_in_use(port):
+            if port and port_in_use(port):
                 raise PortBusy(
                     f"{name} port {port} is in use: is another `vestry dev` running? "
                     f"Stop it, or choose other ports (see `vestry dev --help`)."
                 )
+        self.unsubscribe_port = self.unsubscribe_port or free_port()
         self.logs.mkdir(parents=True, exist_ok=True)
         self.nats = NatsServer(
             store_dir=self.data_dir / "jetstream",

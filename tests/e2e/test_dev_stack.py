@@ -9,9 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from vestry.mailcapture import read_mailbox
 from vestry.natsserver import free_port
@@ -30,7 +33,7 @@ def vestry(
 
 
 def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: Path) -> None:
-    nats_port = free_port()
+    nats_port, unsubscribe_port = free_port(), free_port()
     env = {
         **os.environ,
         "VESTRY_DATA_DIR": str(tmp_path / "var"),
@@ -49,6 +52,8 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             str(free_port()),
             "--monitor-port",
             str(free_port()),
+            "--unsubscribe-port",
+            str(unsubscribe_port),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -100,6 +105,10 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             time.sleep(0.2)
         mails = read_mailbox(tmp_path / "var" / "mail")
         assert [m.to for m in mails] == ["ap@wigan.example.gov.uk"]
+        page = f"http://127.0.0.1:{unsubscribe_port}/unsubscribe?c=x&t=warp&s=forged"
+        with pytest.raises(urllib.error.HTTPError) as refused_link:  # the page answers
+            urllib.request.urlopen(page, timeout=10)
+        assert refused_link.value.code == 400
 
         children = psutil.Process(dev.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)

@@ -1,0 +1,72 @@
+"""The unsubscribe link in a broadcast works, over HTTP against the running service:
+GET only asks, POST (the button, or a mail client's RFC 8058 one-click request)
+takes the person off that topic, a changed link is refused, and the next
+broadcast does not reach them."""
+
+from __future__ import annotations
+
+import aiohttp
+from nats.aio.client import Client
+
+from contracts.notifications_v1 import AddContact, BroadcastCompleted, SendBroadcast, ShowContact
+from kernel.commands import request
+from kernel.settings import Settings
+from services.notifications.app import create_service
+from tests.conftest import Mailbox, eventually
+from tests.notifications_support import quick, stream_facts
+from vestry.natsserver import free_port
+
+OFFICER = "officer@bury.example.gov.uk"
+
+
+async def broadcast(nc: Client, headline: str) -> dict:
+    return await request(
+        nc,
+        SendBroadcast(
+            topic="warp",
+            channels=["email"],
+            template="broadcast",
+            data={"headline": headline, "body": "Patch now."},
+        ),
+    )
+
+
+async def test_one_click_unsubscribe_over_http(
+    settings: Settings, nc: Client, mailbox: Mailbox
+) -> None:
+    port = free_port()
+    settings = quick(settings, unsubscribe_port=port, public_url=f"http://127.0.0.1:{port}")
+    async with create_service(settings).running(), aiohttp.ClientSession() as web:
+        await request(
+            nc, AddContact(email=OFFICER, name="Duty officer", topics=["warp", "digital"])
+        )
+        await request(nc, AddContact(email="other@wigan.example.gov.uk", topics=["warp"]))
+        await broadcast(nc, "First advisory")
+        await eventually(lambda: len(mailbox.mails()) == 2, what="the first advisory")
+        (mail,) = [m for m in mailbox.mails() if m.to == OFFICER]
+        link = mail.message["List-Unsubscribe"].strip("<>")
+        assert link.startswith(f"http://127.0.0.1:{port}/unsubscribe?")
+
+        async with web.get(link) as asked:  # a scanner following the link changes nothing
+            assert asked.status == 200 and 'method="post"' in await asked.text()
+        assert (await request(nc, ShowContact(contact=OFFICER)))["topics"] == ["digital", "warp"]
+
+        async with web.post(link.replace("t=warp", "t=digital")) as forged:
+            assert forged.status == 400 and "does not work" in await forged.text()
+        async with web.post(link[:-1]) as damaged:
+            assert damaged.status == 400
+        assert (await request(nc, ShowContact(contact=OFFICER)))["topics"] == ["digital", "warp"]
+
+        for _ in range(2):  # the one-click request, then again: harmless
+            async with web.post(link, data="List-Unsubscribe=One-Click") as done:
+                assert done.status == 200 and "You are unsubscribed" in await done.text()
+        assert (await request(nc, ShowContact(contact=OFFICER)))["topics"] == ["digital"]
+
+        second = await broadcast(nc, "Second advisory")
+        assert second["recipients"] == 1
+        await eventually(lambda: _completed(nc, 2), what="the second broadcast completed")
+    assert [m.to for m in mailbox.mails()].count(OFFICER) == 1
+
+
+async def _completed(nc: Client, count: int) -> bool:
+    return len(await stream_facts(nc, "NOTIFICATIONS", BroadcastCompleted.SUBJECT)) == count
