@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.policy
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,10 @@ class _HeaderClasses(HeaderRegistry):
         return self._made[key]
 
 
-POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
+# Header lines may run to 998 characters (RFC 5322). At the default 78, a
+# List-Unsubscribe URL longer than a line would be folded into an RFC 2047
+# encoded word, which mail clients do not decode there, and the link breaks.
+POLICY = email.policy.default.clone(header_factory=_HeaderClasses(), max_line_length=998)
 
 # Messages whose calendar entry is attached, and those that remove it.
 CALENDAR_ATTACHED = {"booking_confirmed", "booking_promoted", "event_changed", "reminder"}
@@ -100,7 +103,7 @@ class Mailer:
         for fresh in (False, True):
             client, reused = await self._checkout(fresh)
             try:
-                await client.send_message(message)
+                await client.sendmail(*_envelope(message), _wire(message, client))
             except aiosmtplib.SMTPServerDisconnected as gone:
                 self._discard(client)
                 if reused and not fresh:
@@ -166,3 +169,20 @@ def _by_code(code: int, text: str) -> Exception:
     if 500 <= code < 600:
         return PermanentFailure(text)
     return TransientFailure(text)
+
+
+def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
+    """The SMTP envelope: MAIL FROM the From address, RCPT TO every To and Cc."""
+    (sender,) = [address for _, address in getaddresses([str(message["From"])])]
+    recipients = getaddresses([str(value) for value in message.get_all("To", [])])
+    recipients += getaddresses([str(value) for value in message.get_all("Cc", [])])
+    return sender, [address for _, address in recipients]
+
+
+def _wire(message: EmailMessage, client: aiosmtplib.SMTP) -> bytes:
+    """The message as sent, flattened with our policy (aiosmtplib's own would fold
+    header lines at 78 characters and break a long List-Unsubscribe link)."""
+    policy = POLICY.clone(linesep="\r\n")
+    if not client.supports_extension("8bitmime"):
+        policy = policy.clone(cte_type="7bit")
+    return message.as_bytes(policy=policy)

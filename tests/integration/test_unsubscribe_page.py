@@ -46,6 +46,8 @@ async def test_one_click_unsubscribe_over_http(
         (mail,) = [m for m in mailbox.mails() if m.to == OFFICER]
         link = mail.message["List-Unsubscribe"].strip("<>")
         assert link.startswith(f"http://127.0.0.1:{port}/unsubscribe?")
+        # As mail clients read it: the raw header is the link itself, not an encoded word.
+        assert f"List-Unsubscribe: <{link}>" in mail.path.read_text()
 
         async with web.get(link) as asked:  # a scanner following the link changes nothing
             assert asked.status == 200 and 'method="post"' in await asked.text()
