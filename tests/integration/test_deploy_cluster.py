@@ -40,7 +40,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StreamConfig
+from nats.js.api import ConsumerInfo, PubAck, StreamConfig, StreamInfo
 from nats.js.errors import (
     BadRequestError,
     NoStreamResponseError,
@@ -392,6 +392,17 @@ async def _publish(js: JetStreamContext, subject: str) -> PubAck:
     )
 
 
+async def _stream_info(js: JetStreamContext, name: str) -> StreamInfo:
+    """A stream's info once the cluster answers for it (a new stream elects its leader first)."""
+    return await _settled(f"info of {name}", lambda: js.stream_info(name), NOT_THERE_YET)
+
+
+async def _consumer_info(js: JetStreamContext, stream: str, durable: str) -> ConsumerInfo:
+    return await _settled(
+        f"info of {durable}", lambda: js.consumer_info(stream, durable), NOT_THERE_YET
+    )
+
+
 def _ask(client: Client, subject: str, payload: bytes = b"") -> Awaitable[object]:
     return client.request(subject, payload, timeout=DENIED_S)
 
@@ -461,14 +472,14 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
             _ask(events, "$JS.API.STREAM.INFO.SUBSCRIPTIONS"),
         )
         with pytest.raises(NotFoundError):
-            await ojs.stream_info("SUBSCRIPTIONS")
+            await _stream_info(ojs, "SUBSCRIPTIONS")
 
         # The subscriptions service declares its own stream and the DLQ (already there:
         # an update that changes nothing) ...
         sjs = subs.jetstream(timeout=5)
         await _declare(sjs, "subscriptions", subs_errors)
         for name in ("SUBSCRIPTIONS", "EVENTS", DLQ_STREAM):
-            stream = await ojs.stream_info(name)
+            stream = await _stream_info(ojs, name)
             assert stream.config.num_replicas == REPLICAS, name
             assert stream.cluster is not None and len(stream.cluster.replicas or []) == 2, name
         # ... may not update the events stream nor create the notifications one ...
@@ -476,9 +487,9 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
             _ask(subs, "$JS.API.STREAM.UPDATE.EVENTS", _create_request("EVENTS")),
             _ask(subs, "$JS.API.STREAM.CREATE.NOTIFICATIONS", _create_request("NOTIFICATIONS")),
         )
-        assert (await ojs.stream_info("EVENTS")).config.num_replicas == REPLICAS
+        assert (await _stream_info(ojs, "EVENTS")).config.num_replicas == REPLICAS
         with pytest.raises(NotFoundError):
-            await ojs.stream_info("NOTIFICATIONS")
+            await _stream_info(ojs, "NOTIFICATIONS")
         # ... publishes its own fact and its own dead letter ...
         assert (await _publish(sjs, "subscriptions.membership.started")).stream == "SUBSCRIPTIONS"
         ack = await _publish(sjs, "dlq.subscriptions.subscriptions.membership.started")
@@ -502,7 +513,7 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
         )
         assert msg.subject == "subscriptions.membership.started"
         await _settled("ack", lambda: msg.ack_sync(timeout=2), NOT_THERE_YET)
-        consumer = await ejs.consumer_info(spec.stream, spec.durable)
+        consumer = await _consumer_info(ejs, spec.stream, spec.durable)
         assert consumer.num_ack_pending == 0 and consumer.num_pending == 0
         # It may not take over a durable that is not its own, nor delete a stream.
         other = ConsumerSpec("SUBSCRIPTIONS", "notifications-subscriptions", spec.subjects)
@@ -512,11 +523,11 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
         )
 
         # What was refused never reached a stream; the operator sees everything.
-        assert (await ojs.stream_info("EVENTS")).state.messages == 0
-        assert (await ojs.stream_info("SUBSCRIPTIONS")).state.messages == 1
-        assert (await ojs.stream_info(DLQ_STREAM)).state.messages == 1
+        assert (await _stream_info(ojs, "EVENTS")).state.messages == 0
+        assert (await _stream_info(ojs, "SUBSCRIPTIONS")).state.messages == 1
+        assert (await _stream_info(ojs, DLQ_STREAM)).state.messages == 1
         with pytest.raises(NotFoundError):
-            await ojs.consumer_info("SUBSCRIPTIONS", "notifications-subscriptions")
+            await _consumer_info(ojs, "SUBSCRIPTIONS", "notifications-subscriptions")
         refused = [
             "$JS.API.STREAM.CREATE.SUBSCRIPTIONS",
             "$JS.API.STREAM.INFO.SUBSCRIPTIONS",
@@ -582,7 +593,7 @@ async def test_each_service_starts_as_its_own_user(
                     c.spec.durable for c in built.consumers
                 }
                 for consumer in built.consumers:
-                    await ojs.consumer_info(consumer.spec.stream, consumer.spec.durable)
+                    await _consumer_info(ojs, consumer.spec.stream, consumer.spec.durable)
     finally:
         for built in started:
             await asyncio.wait_for(built.close(), 10)
