@@ -249,6 +249,9 @@ def demo(
             nats_port=urlsplit(options.nats.split(",")[0]).port or 4222,
             smtp_port=options.settings.smtp_port,
             monitor_port=monitor_port,
+            # The demo runs the year's invoicing itself, as the finance officer would;
+            # the scheduled run must not race it for the members it is enrolling.
+            overrides={"VESTRY_AUTOMATION": "false"},
             say=errors.print if options.json else console.print,
         )
         stack.say(f"No stack answers at {options.nats}: starting one in {stack.data_dir}…")

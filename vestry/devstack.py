@@ -43,6 +43,7 @@ class DevStack:
     smtp_port: int = 8025
     monitor_port: int = 8222
     unsubscribe_port: int = 0  # 0: any free port
+    overrides: dict[str, str] = field(default_factory=dict)  # settings for the children
     say: Callable[[str], None] = print
     nats: NatsServer | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -71,6 +72,7 @@ class DevStack:
             "VESTRY_SMTP_TLS": "false",
             "VESTRY_UNSUBSCRIBE_PORT": str(self.unsubscribe_port),
             "VESTRY_PUBLIC_URL": self.public_url,
+            **self.overrides,
         }
 
     @property
