@@ -15,7 +15,7 @@ from contracts.subscriptions_v1 import JoinMember, MembershipStarted
 from kernel.commands import request
 from kernel.runtime import Service
 from kernel.settings import Settings
-from kernel.store import inbox_table
+from kernel.store import inbox_table, outbox_table
 from services.events import store as events_store
 from services.events.app import create_service as create_events
 from services.notifications import store as notifications_store
@@ -93,8 +93,21 @@ async def inbox_count(service: Service) -> int:
         return await session.scalar(select(func.count()).select_from(inbox_table)) or 0
 
 
-async def caught_up(nc: Client, service: Service) -> bool:
-    """Whether ``service`` has handled and acknowledged every fact on the streams it reads."""
+async def outbox_drained(service: Service) -> bool:
+    """Whether every fact ``service`` committed is on its stream."""
+    async with service.sessions() as session:
+        unsent = (
+            select(func.count()).select_from(outbox_table).where(outbox_table.c.sent_at.is_(None))
+        )
+        return (await session.scalar(unsent) or 0) == 0
+
+
+async def caught_up(nc: Client, service: Service, *producers: Service) -> bool:
+    """Whether ``service`` has handled and acknowledged every fact on the streams it reads
+    (and, first, whether ``producers`` have published every fact they committed)."""
+    for producer in producers:
+        if not await outbox_drained(producer):
+            return False
     js = nc.jetstream()
     for stream in service.consumed_streams():
         info = await js.consumer_info(stream, f"{service.name}-{stream.lower()}")

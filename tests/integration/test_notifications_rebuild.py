@@ -54,7 +54,7 @@ async def test_rebuild_gives_back_the_directory_live_traffic_built_and_keeps_cho
 ) -> None:
     settings = quick(settings)
     notifications = create_service(settings)
-    async with events_service(settings, Clock()), notifications.running():
+    async with events_service(settings, Clock()) as (events,), notifications.running():
         # Members join (SUBSCRIPTIONS), then their people book (EVENTS), interleaved
         # live; a rebuild reads one stream after the other.
         for number in range(6):
@@ -85,7 +85,7 @@ async def test_rebuild_gives_back_the_directory_live_traffic_built_and_keeps_cho
         await request(nc, Unsubscribe(contact="f1@example.gov.uk", topics=[], channels=["sms"]))
         await eventually(lambda: _learnt_is(notifications, 7), what="directory of 7 people")
         await request(nc, ForgetContact(contact="f5@example.gov.uk"))
-        await eventually(lambda: caught_up(nc, notifications), what="every fact handled")
+        await eventually(lambda: caught_up(nc, notifications, events), what="every fact handled")
         await eventually(lambda: _quiet(notifications), what="every delivery settled")
 
         live = await table_rows(notifications, store.DirectoryEntry.__table__)
@@ -132,7 +132,7 @@ async def test_choices_override_what_facts_said_and_an_opt_in_needs_a_mobile(
 ) -> None:
     settings = quick(settings)
     notifications = create_service(settings)
-    async with events_service(settings, Clock()), notifications.running():
+    async with events_service(settings, Clock()) as (events,), notifications.running():
         event_id = await published_event(nc, capacity=5)
         await request(nc, booking(event_id, 1, phone="07400 111222", sms=True))
         await request(nc, booking(event_id, 2, phone="07400 333444"))
@@ -155,7 +155,7 @@ async def test_choices_override_what_facts_said_and_an_opt_in_needs_a_mobile(
         another = await published_event(nc, capacity=5, title="Lean reviews, part two")
         await request(nc, booking(another, 1, sms=True, phone="07400 111222"))
         await eventually(lambda: len(mailbox.mails()) == 3, what="the second booking's email")
-        await eventually(lambda: caught_up(nc, notifications), what="every fact handled")
+        await eventually(lambda: caught_up(nc, notifications, events), what="every fact handled")
         planned = [d.channel for d in await deliveries(notifications)]
         assert sorted(planned) == ["email", "email", "email", "sms"]  # their choice stands
 
