@@ -466,6 +466,18 @@ class EventFeed(_Command):
 
 
 @register
+class EventCalendar(_Command):
+    """Command: one published or cancelled event as an iCalendar file, for a person to add
+    to their calendar. Refused (``not_found``) for an unknown or draft event. Changes nothing."""
+
+    TYPE: ClassVar[str] = "EventCalendar"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "events.cmd.event_calendar"
+
+    event_id: EventId = Field(description="Id of the event.")
+
+
+@register
 class EventReport(_Command):
     """Command: bookings and attendance of one event. Changes nothing."""
 

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     unsubscribe_secret: str = Field(
         default="change-me", description="Key signing unsubscribe links (HMAC-SHA256)."
     )
+    link_secret: str = Field(
+        default="change-me",
+        description="Key signing the link in booking messages that opens the booker's own "
+        "page on the public site (HMAC-SHA256); the web service checks it with the same key.",
+    )
     unsubscribe_port: int | None = Field(
         default=None,
         description="Port where notifications answers its unsubscribe links (GET shows a "

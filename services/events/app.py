@@ -31,6 +31,10 @@ def create_service(
     """The events service; ``clock`` is injectable so tests can move time."""
     service = Service(NAME, migrations_dir=MIGRATIONS, settings=settings)
     own = events_settings or EventsSettings()
+    if own.feed_url is None:  # the feeds link to the public site's pages
+        own = own.model_copy(
+            update={"feed_url": f"{service.settings.public_url.rstrip('/')}/events"}
+        )
     events = handlers.EventCommands(own, clock)
     bookings = handlers.BookingCommands(own, clock)
     for model, handler in (
@@ -41,6 +45,7 @@ def create_service(
         (contract.ListEvents, events.list_events),
         (contract.ShowEvent, events.show_event),
         (contract.EventFeed, events.feed),
+        (contract.EventCalendar, events.event_calendar),
         (contract.EventReport, events.report),
         (contract.BookPlace, bookings.book_place),
         (contract.CancelBooking, bookings.cancel_booking),

@@ -54,24 +54,42 @@ def atom(
     *,
     title: str,
     url: str,
+    author: str,
     now: datetime,
 ) -> bytes:
-    """An Atom feed of upcoming events: (event id, entry, last changed) each, soonest first."""
+    """An Atom feed of upcoming events: (event id, entry, last changed) each, soonest first.
+
+    ``url`` is the programme's page on the public site; every entry links to its
+    event's page there (an online meeting's own address is its ``related`` link),
+    and the feed names itself at ``url``.atom.
+    """
+    site = url.rstrip("/")
     feed = FeedGenerator()
-    feed.id(url)
+    feed.id(site)
     feed.title(title)
-    feed.link(href=url, rel="alternate")
+    feed.author({"name": author})
+    feed.link(href=site, rel="alternate")
+    feed.link(href=f"{site}.atom", rel="self")
     feed.language("en-GB")
     feed.updated(now)
     for event_id, entry, changed in reversed(list(entries)):  # feedgen prepends each entry
         item = feed.add_entry()
         item.id(f"urn:vestry:event:{event_id}")
         starts = london(entry.starts_at)
-        item.title(f"{entry.summary} — {starts:%a %d %b %Y %H:%M}")
+        item.title(printable(f"{entry.summary} — {starts:%a %d %b %Y %H:%M}"))
         where = entry.location or entry.url or "online"
-        item.summary(f"{starts:%A %d %B %Y, %H:%M}–{london(entry.ends_at):%H:%M}, {where}")
+        item.summary(
+            printable(f"{starts:%A %d %B %Y, %H:%M}–{london(entry.ends_at):%H:%M}, {where}")
+        )
         if entry.description:
-            item.content(entry.description, type="text")
-        item.link(href=entry.url or f"{url.rstrip('/')}/{event_id}")
+            item.content(printable(entry.description), type="text")
+        item.link(href=f"{site}/{event_id}", rel="alternate")
+        if entry.url:
+            item.link(href=entry.url, rel="related")
         item.updated(changed)
     return feed.atom_str(pretty=True)
+
+
+def printable(text: str) -> str:
+    """``text`` without the control characters XML 1.0 cannot carry (tab and newlines stay)."""
+    return "".join(c for c in text if c in "\t\n\r" or not (ord(c) < 32 or 0x7F <= ord(c) < 0xA0))

@@ -24,8 +24,9 @@ class EventsSettings(BaseSettings):
     phone_region: str = Field(
         default="GB", description="Region of phone numbers given without a country code."
     )
-    feed_url: str = Field(
-        default="https://events.vestry.invalid/",
-        description="Public address of the event listings, the Atom feed's id and link.",
+    feed_url: str | None = Field(
+        default=None,
+        description="Public address of the event listings, the feeds' id and links; "
+        "unset: VESTRY_PUBLIC_URL/events, the public site's programme.",
     )
     feed_title: str = Field(default="Partnership events", description="Title of the feeds.")

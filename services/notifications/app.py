@@ -29,7 +29,7 @@ from kernel.settings import Settings
 from services.notifications import NAME, handlers, store
 from services.notifications.handlers.learning import LEARNERS
 from services.notifications.sender import run_sender
-from services.notifications.templates import Templates
+from services.notifications.templates import templates_for
 from services.notifications.unsubscribe_page import serve_unsubscribe_page
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -62,9 +62,7 @@ def create_service(settings: Settings | None = None) -> Service:
     service.command(Unsubscribe)(handlers.unsubscribe)
     service.command(ForgetContact)(handlers.forget_contact)
     service.command(ResendDelivery)(handlers.resend_delivery)
-    broadcasts = handlers.Broadcasts(
-        settings, Templates(settings.templates_dir, partnership=settings.partnership_name)
-    )
+    broadcasts = handlers.Broadcasts(settings, templates_for(settings))
     service.command(SendBroadcast)(broadcasts.send)
     service.command(BroadcastStatus)(broadcasts.status)
 

@@ -9,7 +9,6 @@ each channel they have consented to. Non-urgent SMS wait out quiet hours.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -20,6 +19,7 @@ import phonenumbers
 
 from contracts.money import Money
 from contracts.subscriptions_v1 import MembershipStarted
+from kernel import links
 
 LONDON = ZoneInfo("Europe/London")
 CHANNELS = ("email", "sms")
@@ -221,21 +221,10 @@ class QuietHours:
         return datetime.combine(end_day, self.end, tzinfo=LONDON)
 
 
-# Unsubscribe links (RFC 8058 one-click)
+# Unsubscribe links (RFC 8058 one-click): signed in kernel.links, answered by the web service.
 
-
-def unsubscribe_signature(secret: str, contact_id: str, topic: str) -> str:
-    message = f"{contact_id}:{topic}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
-
-
-def unsubscribe_url(base: str, secret: str, contact_id: str, topic: str) -> str:
-    signature = unsubscribe_signature(secret, contact_id, topic)
-    return f"{base.rstrip('/')}/unsubscribe?c={contact_id}&t={topic}&s={signature}"
-
-
-def unsubscribe_link_is_genuine(secret: str, contact_id: str, topic: str, signature: str) -> bool:
-    return hmac.compare_digest(unsubscribe_signature(secret, contact_id, topic), signature)
+unsubscribe_url = links.unsubscribe_url
+unsubscribe_link_is_genuine = links.unsubscribe_link_is_genuine
 
 
 def forgotten_digest(address: str) -> str:

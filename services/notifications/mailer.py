@@ -15,7 +15,7 @@ from kernel.settings import Settings
 from services.notifications.calendar import calendar_attachment
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.store import Delivery
-from services.notifications.templates import TemplateProblem, Templates
+from services.notifications.templates import TemplateProblem, templates_for
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -49,9 +49,7 @@ CALENDAR_CANCELLED = {"booking_cancelled", "event_cancelled"}
 class Mailer:
     def __init__(self, settings: Settings, templates: Path | None = None) -> None:
         self._settings = settings
-        self.templates = Templates(
-            templates or settings.templates_dir, partnership=settings.partnership_name
-        )
+        self.templates = templates_for(settings, templates)
         self._idle: list[aiosmtplib.SMTP] = []
 
     def compose(self, delivery: Delivery) -> EmailMessage:

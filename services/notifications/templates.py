@@ -7,6 +7,7 @@ can be replaced without copying the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
+
+from kernel import links
+from kernel.settings import Settings
 
 SHIPPED = Path(__file__).parent / "templates"
 
@@ -41,7 +45,13 @@ class RenderedEmail:
 
 
 class Templates:
-    def __init__(self, overrides: Path | None = None, *, partnership: str = "") -> None:
+    def __init__(
+        self,
+        overrides: Path | None = None,
+        *,
+        partnership: str = "",
+        booking_url: Callable[[str], str] | None = None,
+    ) -> None:
         loaders = [FileSystemLoader(overrides)] if overrides else []
         self._env = Environment(
             loader=ChoiceLoader([*loaders, FileSystemLoader(SHIPPED)]),
@@ -50,6 +60,8 @@ class Templates:
             keep_trailing_newline=False,
         )
         self._partnership = partnership
+        # Templates call booking_url(reference) for the signed link to the booker's own page.
+        self._env.globals["booking_url"] = booking_url or _unsigned_booking_url
 
     def names(self) -> dict[str, list[str]]:
         """Every message type found, with its channels."""
@@ -109,3 +121,19 @@ class Templates:
                 f"{filename} needs a value the data does not give: {error.message}",
                 "data",
             ) from None
+
+
+def templates_for(settings: Settings, overrides: Path | None = None) -> Templates:
+    """The templates as the running service renders them: its name, its signed links."""
+    return Templates(
+        overrides or settings.templates_dir,
+        partnership=settings.partnership_name,
+        booking_url=lambda reference: links.booking_url(
+            settings.public_url, settings.link_secret, reference
+        ),
+    )
+
+
+def _unsigned_booking_url(reference: str) -> str:
+    """For previews: the shape of the link, signed by nobody."""
+    return f"https://vestry.invalid/bookings/{reference}"

@@ -214,7 +214,8 @@ def test_atom_feed_is_well_formed_with_one_entry_per_event() -> None:
     xml = calendar.atom(
         [("E1", entry(0), NOW), ("E2", entry(1), NOW)],
         title="Partnership events",
-        url="https://events.example/",
+        url="https://events.example/events",
+        author="North West Partnership",
         now=NOW,
     )
     root = etree.fromstring(xml)
@@ -222,3 +223,31 @@ def test_atom_feed_is_well_formed_with_one_entry_per_event() -> None:
     ids = [e.text for e in root.findall("a:entry/a:id", ns)]
     assert ids == ["urn:vestry:event:E1", "urn:vestry:event:E2"]
     assert root.find("a:title", ns).text == "Partnership events"
+
+
+def test_atom_feed_passes_feedparser_with_author_self_link_and_site_links() -> None:
+    """RFC 4287 as an independent parser reads it: an author, rel=self, entries linking
+    to the site's event pages; a control character in a title does not break it."""
+    import feedparser
+
+    with_control = entry(0).model_copy(update={"summary": "Forum\x0b meeting\x00"})
+    xml = calendar.atom(
+        [("E1", with_control, NOW), ("E2", entry(1), NOW)],
+        title="Partnership events",
+        url="https://events.example/events",
+        author="North West Partnership",
+        now=NOW,
+    )
+    feed = feedparser.parse(xml)
+    assert not feed.bozo, feed.get("bozo_exception")
+    assert feed.feed.author == "North West Partnership"
+    links = {link.rel: link.href for link in feed.feed.links}
+    assert links == {
+        "alternate": "https://events.example/events",
+        "self": "https://events.example/events.atom",
+    }
+    assert [e.link for e in feed.entries] == [
+        "https://events.example/events/E1",
+        "https://events.example/events/E2",
+    ]
+    assert feed.entries[0].title.startswith("Forum meeting")

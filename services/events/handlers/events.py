@@ -10,6 +10,7 @@ from contracts.envelope import derived_message_id
 from contracts.events_v1 import (
     CancelEvent,
     CreateEvent,
+    EventCalendar,
     EventCancelled,
     EventChanged,
     EventFeed,
@@ -238,7 +239,8 @@ class EventCommands(Places):
             content = calendar.atom(
                 ((e.id, calendar_entry(e), e.updated_at) for e in upcoming),
                 title=self.settings.feed_title,
-                url=self.settings.feed_url,
+                url=self.settings.feed_url or "",
+                author=self.settings.feed_title,
                 now=now,
             )
             media_type = "application/atom+xml"
@@ -246,6 +248,18 @@ class EventCommands(Places):
             "format": command.format,
             "media_type": media_type,
             "events": len(upcoming),
+            "content": content.decode(),
+        }
+
+    async def event_calendar(self, command: EventCalendar, ctx: CommandContext) -> dict[str, Any]:
+        """One event's calendar file: the same UID and SEQUENCE its bookers' entries carry."""
+        event = await find_event(ctx, command.event_id)
+        if event.status == "draft":
+            raise Refused("not_found", f"no event {command.event_id}", "event_id")
+        content = calendar.ics([calendar_entry(event)], now=self.now())
+        return {
+            "media_type": "text/calendar",
+            "filename": f"{event.id}.ics",
             "content": content.decode(),
         }
 
