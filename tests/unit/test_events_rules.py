@@ -100,11 +100,10 @@ def test_reminders_at_seven_days_and_one_day_and_none_already_late() -> None:
     [
         ("07400 123456", "+447400123456"),
         ("+44 (0)7400 123456", "+447400123456"),
-        ("0161 234 5678", "+441612345678"),
         ("+33 6 12 34 56 78", "+33612345678"),
     ],
 )
-def test_phone_numbers_become_e164_with_gb_by_default(raw: str, e164: str) -> None:
+def test_mobile_numbers_become_e164_with_gb_by_default(raw: str, e164: str) -> None:
     assert domain.normalise_phone(raw) == e164
 
 
@@ -112,6 +111,13 @@ def test_phone_numbers_become_e164_with_gb_by_default(raw: str, e164: str) -> No
 def test_malformed_phone_numbers_are_refused(raw: str) -> None:
     with pytest.raises(domain.InvalidPhone):
         domain.normalise_phone(raw)
+
+
+@pytest.mark.parametrize("landline", ["0161 234 5678", "+44 20 7946 0000", "+33 1 23 45 67 89"])
+def test_a_landline_given_as_the_mobile_is_refused(landline: str) -> None:
+    """SMS go to this number: a landline would take the opt-in and never get a text."""
+    with pytest.raises(domain.InvalidPhone, match="not a mobile"):
+        domain.normalise_phone(landline)
 
 
 def test_london_wall_clock_becomes_utc_across_summer_time() -> None:

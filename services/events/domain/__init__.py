@@ -10,6 +10,7 @@
 from services.events.domain.booking import (
     BookingRefused,
     Place,
+    booking_state,
     cancellation_allowed,
     decide_place,
     membership_active,
@@ -37,6 +38,7 @@ __all__ = [
     "Place",
     "ReminderSlot",
     "attendance_report",
+    "booking_state",
     "cancellation_allowed",
     "check_capacity_change",
     "check_event",

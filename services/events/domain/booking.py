@@ -73,6 +73,16 @@ def decide_place(
     return "waitlisted"
 
 
+def booking_state(opening: Opening, *, now: datetime) -> tuple[str, str | None]:
+    """What a stranger could do now: ``open`` (a place is free), ``waiting_list`` (full, but
+    it takes a waiting list), or why not: ``closed`` or ``full``, with the reason in words."""
+    try:
+        place = decide_place(opening, now=now, already_booked=False, organisation_places=0)
+    except BookingRefused as refused:
+        return refused.code, str(refused)
+    return ("open" if place == "confirmed" else "waiting_list"), None
+
+
 def places_to_promote(*, capacity: int, confirmed: int, waiting: int) -> int:
     """How many from the head of the waiting list get a place now."""
     return max(0, min(capacity - confirmed, waiting))

@@ -14,6 +14,12 @@ class InvalidPhone(ValueError):
     """Raised when a phone number cannot be a real number."""
 
 
+_TEXTABLE = {
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+}
+
+
 def normalise_phone(raw: str, *, region: str = "GB") -> str:
     """The number in E.164 (+447700900123); a number without a country code is taken as ``region``'s."""
     try:
@@ -22,6 +28,9 @@ def normalise_phone(raw: str, *, region: str = "GB") -> str:
         raise InvalidPhone(f"{raw!r} is not a phone number ({error})") from None
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(f"{raw!r} is not a valid phone number")
+    # The number is for texts: a landline would take the SMS opt-in and never receive one.
+    if phonenumbers.number_type(number) not in _TEXTABLE:
+        raise InvalidPhone(f"{raw!r} is not a mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

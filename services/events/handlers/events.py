@@ -24,7 +24,14 @@ from contracts.events_v1 import (
 from kernel.commands import CommandContext, Refused
 from services.events import calendar, domain, store
 from services.events.facts import attendee, calendar_entry, event_view, pence
-from services.events.handlers.places import Places, cancel_one, find_event, lock_event, utc
+from services.events.handlers.places import (
+    Places,
+    cancel_one,
+    find_event,
+    lock_event,
+    opening,
+    utc,
+)
 from services.events.store import Event
 
 # Fields of an event that its calendar entry shows: a change to one raises SEQUENCE.
@@ -218,15 +225,29 @@ class EventCommands(Places):
 
     async def list_events(self, command: ListEvents, ctx: CommandContext) -> dict[str, Any]:
         found = await store.events(ctx.session, status=command.status, programme=command.programme)
+        now = self.now()
         return {
             "events": [
-                event_view(e, waiting=await store.waiting_count(ctx.session, e.id)) for e in found
+                {
+                    **event_view(e, waiting=await store.waiting_count(ctx.session, e.id)),
+                    **self.bookable(e, now),
+                }
+                for e in found
             ]
         }
 
     async def show_event(self, command: ShowEvent, ctx: CommandContext) -> dict[str, Any]:
         event = await find_event(ctx, command.event_id)
-        return event_view(event, waiting=await store.waiting_count(ctx.session, event.id))
+        return {
+            **event_view(event, waiting=await store.waiting_count(ctx.session, event.id)),
+            **self.bookable(event, self.now()),
+        }
+
+    @staticmethod
+    def bookable(event: Event, now: datetime) -> dict[str, Any]:
+        """Whether a person could book now, and if not, why: the booking rules' own answer."""
+        state, reason = domain.booking_state(opening(event), now=now)
+        return {"booking": state, "booking_refused": reason}
 
     async def feed(self, command: EventFeed, ctx: CommandContext) -> dict[str, Any]:
         """The upcoming published events as an iCalendar or Atom document."""
