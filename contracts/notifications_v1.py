@@ -92,6 +92,20 @@ class _Command(Message):
     KIND: ClassVar[Literal["command"]] = "command"
 
 
+# The topics a contact can follow: the four programmes, the special-interest
+# groups, the newsletter and the warning, advice and reporting point.
+TOPICS: dict[str, str] = {
+    "business_process_improvement": "Business Process Improvement programme",
+    "project_and_programme_management": "Right Track North West project management",
+    "customer_service": "Customer Service Management programme",
+    "information_sharing_and_security": "Information Sharing and Security programme",
+    "warp": "WARP security advisories",
+    "newsletter": "The partnership's newsletter",
+    "waste_and_recycling": "Waste collection and recycling notices",
+    "digital": "Digital and ICT special-interest group",
+    "procurement": "Procurement special-interest group",
+}
+
 ContactRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=320)]
 Topic = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=60)

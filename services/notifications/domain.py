@@ -18,25 +18,15 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from contracts.money import Money
+from contracts.notifications_v1 import TOPICS as contract_topics
 from contracts.subscriptions_v1 import MembershipStarted
 from kernel import links
 
 LONDON = ZoneInfo("Europe/London")
 CHANNELS = ("email", "sms")
 
-# The topics a contact can follow: the four programmes, the special-interest
-# groups, the newsletter and the warning, advice and reporting point.
-TOPICS: dict[str, str] = {
-    "business_process_improvement": "Business Process Improvement programme",
-    "project_and_programme_management": "Right Track North West project management",
-    "customer_service": "Customer Service Management programme",
-    "information_sharing_and_security": "Information Sharing and Security programme",
-    "warp": "WARP security advisories",
-    "newsletter": "The partnership's newsletter",
-    "waste_and_recycling": "Waste collection and recycling notices",
-    "digital": "Digital and ICT special-interest group",
-    "procurement": "Procurement special-interest group",
-}
+# The topics a contact can follow are part of the contract: the site names them too.
+TOPICS = contract_topics
 
 
 class InvalidPhone(ValueError):

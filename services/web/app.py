@@ -1,0 +1,100 @@
+"""The web service's wiring: routes, the door's middleware, and the NATS connection
+it owns for its lifetime. Nothing here decides anything."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from kernel.settings import Settings
+from services.web import errors
+from services.web.gateway import Gateway
+from services.web.pages import booking, bookings, events, unsubscribe
+from services.web.rendering import pages
+from services.web.security import RateLimit, SecureDoor
+from services.web.settings import WebSettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse(request.url_for("programme"), status_code=302)
+
+
+async def healthz(request: Request) -> Response:
+    """For load balancers: up while the door holds its NATS connection."""
+    client: Client = request.app.state.nats
+    if client.is_connected:
+        return PlainTextResponse("ok")
+    return PlainTextResponse("no NATS connection", status_code=503)
+
+
+def create_app(settings: Settings | None = None, web: WebSettings | None = None) -> ASGIApp:
+    settings = settings or Settings()
+    web = web or WebSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = await nats.connect(
+            settings.nats_url.split(","),
+            name="vestry-web",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+        )
+        app.state.nats = client
+        app.state.gateway = Gateway(client, timeout=web.command_timeout_s)
+        log.info("web service listening for pages, commands to %s", settings.nats_url)
+        try:
+            yield
+        finally:
+            await client.drain()
+
+    app = Starlette(
+        routes=[
+            Route("/", home),
+            Route("/healthz", healthz),
+            *events.routes,
+            *booking.routes,
+            *bookings.routes,
+            *unsubscribe.routes,
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.pages = pages(settings.partnership_name)
+    app.state.link_secret = settings.link_secret
+    app.state.link_secret_unsubscribe = settings.unsubscribe_secret
+    app.state.booking_limit = RateLimit(web.bookings_per_minute)
+    app.state.lookup_limit = RateLimit(web.lookups_per_minute)
+    return SecureDoor(app, secret=web.cookie_secret, secure_cookies=web.secure_cookies)
+
+
+def serve() -> None:
+    """Run the site under uvicorn, believing forwarded headers only from the named proxies."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    web = WebSettings()
+    uvicorn.run(
+        create_app(Settings(), web),
+        host=web.host,
+        port=web.port,
+        proxy_headers=True,
+        forwarded_allow_ips=web.forwarded_allow_ips,
+        access_log=False,
+        server_header=False,
+    )
