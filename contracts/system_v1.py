@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SERVICES = ("subscriptions", "events", "notifications")
+# The HTTP door: answers health like a service, owns no stream and no business data.
+DOORS = ("web",)
 
 
 def health_subject(service: str) -> str:

@@ -103,20 +103,13 @@ class Settings(BaseSettings):
         default="https://vestry.invalid", description="Base of links in messages."
     )
     unsubscribe_secret: str = Field(
-        default="change-me", description="Key signing unsubscribe links (HMAC-SHA256)."
+        default="change-me",
+        description="Key signing unsubscribe links (HMAC-SHA256); the web service answers them.",
     )
     link_secret: str = Field(
         default="change-me",
         description="Key signing the link in booking messages that opens the booker's own "
         "page on the public site (HMAC-SHA256); the web service checks it with the same key.",
-    )
-    unsubscribe_port: int | None = Field(
-        default=None,
-        description="Port where notifications answers its unsubscribe links (GET shows a "
-        "confirmation, POST unsubscribes, RFC 8058 one-click); unset for none.",
-    )
-    unsubscribe_host: str = Field(
-        default="127.0.0.1", description="Address the unsubscribe page listens on."
     )
 
     def database_url(self, service: str) -> str:

@@ -46,10 +46,12 @@ def site_settings(**overrides: Any) -> WebSettings:
 
 
 @asynccontextmanager
-async def running_site(settings: Settings, web: WebSettings | None = None) -> AsyncIterator[Site]:
+async def running_site(
+    settings: Settings, web: WebSettings | None = None, *, port: int | None = None
+) -> AsyncIterator[Site]:
     async with stack(settings) as (subscriptions, events, notifications):
         await _answering(settings.nats_url)
-        port = free_port()
+        port = port or free_port()
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings, web or site_settings()),

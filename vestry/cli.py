@@ -87,19 +87,19 @@ def dev(
     nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
     smtp_port: Annotated[int, typer.Option(help="SMTP capture port.")] = 8025,
     monitor_port: Annotated[int, typer.Option(help="NATS monitoring port.")] = 8222,
-    unsubscribe_port: Annotated[
-        int, typer.Option(help="Port of the unsubscribe page behind broadcast links (0: any).")
-    ] = 8480,
+    web_port: Annotated[
+        int, typer.Option(help="Port of the public site, where message links point (0: any).")
+    ] = 8000,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 60,
 ) -> None:
-    """Start NATS, an SMTP capture server and the three services; Ctrl-C stops them all."""
+    """Start NATS, an SMTP capture server, the three services and the site; Ctrl-C stops them all."""
     settings = Settings()
     stack = DevStack(
         data_dir=(data_dir or settings.data_dir).resolve(),
         nats_port=nats_port,
         smtp_port=smtp_port,
         monitor_port=monitor_port,
-        unsubscribe_port=unsubscribe_port,
+        web_port=web_port,
         say=console.print,
     )
     stopping = False
@@ -155,7 +155,7 @@ def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
     table.add_row("NATS (JetStream)", f"{stack.nats_url}  store {stack.data_dir / 'jetstream'}")
     table.add_row("NATS monitoring", f"http://127.0.0.1:{stack.monitor_port}")
     table.add_row("SMTP capture", f"127.0.0.1:{stack.smtp_port}  mail in {stack.mail_dir}")
-    table.add_row("unsubscribe page", f"{stack.public_url}/unsubscribe (broadcast links)")
+    table.add_row("public site", f"{stack.public_url}/events")
     for service in status.services:
         report = service.report
         table.add_row(service.name, f"pid {report.pid}  store {report.store}" if report else "down")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contracts.system_v1 import SERVICES
+from contracts.system_v1 import DOORS, SERVICES
 from vestry.natsserver import NatsServer, free_port, wait_for_port
 
 _PR_SET_PDEATHSIG = 1
@@ -42,7 +42,7 @@ class DevStack:
     nats_port: int = 4222
     smtp_port: int = 8025
     monitor_port: int = 8222
-    unsubscribe_port: int = 0  # 0: any free port
+    web_port: int = 8000  # 0: any free port
     overrides: dict[str, str] = field(default_factory=dict)  # settings for the children
     say: Callable[[str], None] = print
     nats: NatsServer | None = None
@@ -70,29 +70,30 @@ class DevStack:
             "VESTRY_SMTP_PORT": str(self.smtp_port),
             "VESTRY_SMTP_STARTTLS": "false",
             "VESTRY_SMTP_TLS": "false",
-            "VESTRY_UNSUBSCRIBE_PORT": str(self.unsubscribe_port),
             "VESTRY_PUBLIC_URL": self.public_url,
+            "VESTRY_WEB_PORT": str(self.web_port),
+            "VESTRY_WEB_SECURE_COOKIES": "false",  # plain HTTP on this machine
             **self.overrides,
         }
 
     @property
     def public_url(self) -> str:
-        """Where the links in messages point: the notifications service's unsubscribe page."""
-        return f"http://127.0.0.1:{self.unsubscribe_port}"
+        """The public site, where the links in messages point."""
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> None:
         for name, port in (
             ("NATS", self.nats_port),
             ("SMTP", self.smtp_port),
             ("NATS monitoring", self.monitor_port),
-            ("unsubscribe page", self.unsubscribe_port),
+            ("web", self.web_port),
         ):
             if port and port_in_use(port):
                 raise PortBusy(
                     f"{name} port {port} is in use: is another `vestry dev` running? "
                     f"Stop it, or choose other ports (see `vestry dev --help`)."
                 )
-        self.unsubscribe_port = self.unsubscribe_port or free_port()
+        self.web_port = self.web_port or free_port()
         self.logs.mkdir(parents=True, exist_ok=True)
         self.nats = NatsServer(
             store_dir=self.data_dir / "jetstream",
@@ -114,7 +115,7 @@ class DevStack:
             ],
         )
         wait_for_port(self.smtp_port)
-        for service in SERVICES:
+        for service in (*SERVICES, *DOORS):
             self._spawn(service, [sys.executable, "-m", f"services.{service}"])
 
     def _spawn(self, name: str, command: list[str]) -> None:

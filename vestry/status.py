@@ -9,7 +9,7 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import BaseModel
 
-from contracts.system_v1 import SERVICES, HealthReport, health_subject
+from contracts.system_v1 import DOORS, SERVICES, HealthReport, health_subject
 
 
 class ServiceState(BaseModel):
@@ -87,5 +87,5 @@ async def stream_states(nc: Client) -> list[StreamState]:
 
 
 async def gather(nc: Client) -> Status:
-    services = await asyncio.gather(*(service_state(nc, name) for name in SERVICES))
+    services = await asyncio.gather(*(service_state(nc, name) for name in (*SERVICES, *DOORS)))
     return Status(services=list(services), streams=await stream_states(nc))

@@ -30,7 +30,6 @@ from services.notifications import NAME, handlers, store
 from services.notifications.handlers.learning import LEARNERS
 from services.notifications.sender import run_sender
 from services.notifications.templates import templates_for
-from services.notifications.unsubscribe_page import serve_unsubscribe_page
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -67,7 +66,5 @@ def create_service(settings: Settings | None = None) -> Service:
     service.command(BroadcastStatus)(broadcasts.status)
 
     service.worker(run_sender)
-    if settings.unsubscribe_port is not None:
-        service.worker(serve_unsubscribe_page)
     service.backlog(store.owed_now)  # health shows mail and SMS still owed
     return service

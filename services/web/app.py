@@ -4,12 +4,14 @@ it owns for its lifetime. Nothing here decides anything."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -17,8 +19,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
+from contracts.system_v1 import HealthReport, health_subject
 from kernel.settings import Settings
-from services.web import errors
+from services.web import NAME, errors
 from services.web.gateway import Gateway
 from services.web.pages import booking, bookings, events, unsubscribe
 from services.web.rendering import pages
@@ -42,6 +45,14 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("no NATS connection", status_code=503)
 
 
+async def answer_health(msg: Msg) -> None:
+    """`vestry status` asks every process over NATS; the door has no store and no consumers."""
+    report = HealthReport(
+        service=NAME, version="1", pid=os.getpid(), store="none", outbox_unsent=0, consumers=[]
+    )
+    await msg.respond(report.model_dump_json().encode())
+
+
 def create_app(settings: Settings | None = None, web: WebSettings | None = None) -> ASGIApp:
     settings = settings or Settings()
     web = web or WebSettings()
@@ -56,6 +67,7 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
         )
         app.state.nats = client
         app.state.gateway = Gateway(client, timeout=web.command_timeout_s)
+        await client.subscribe(health_subject(NAME), queue=NAME, cb=answer_health)
         log.info("web service listening for pages, commands to %s", settings.nats_url)
         try:
             yield

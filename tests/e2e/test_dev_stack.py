@@ -33,7 +33,7 @@ def vestry(
 
 
 def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: Path) -> None:
-    nats_port, unsubscribe_port = free_port(), free_port()
+    nats_port, web_port = free_port(), free_port()
     env = {
         **os.environ,
         "VESTRY_DATA_DIR": str(tmp_path / "var"),
@@ -52,8 +52,8 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             str(free_port()),
             "--monitor-port",
             str(free_port()),
-            "--unsubscribe-port",
-            str(unsubscribe_port),
+            "--web-port",
+            str(web_port),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -69,6 +69,7 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             "subscriptions": True,
             "events": True,
             "notifications": True,
+            "web": True,
         }
         assert {"SUBSCRIPTIONS", "EVENTS", "NOTIFICATIONS", "DLQ"} <= {
             s["name"] for s in report["streams"]
@@ -105,8 +106,11 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             time.sleep(0.2)
         mails = read_mailbox(tmp_path / "var" / "mail")
         assert [m.to for m in mails] == ["ap@wigan.example.gov.uk"]
-        page = f"http://127.0.0.1:{unsubscribe_port}/unsubscribe?c=x&t=warp&s=forged"
-        with pytest.raises(urllib.error.HTTPError) as refused_link:  # the page answers
+        site = f"http://127.0.0.1:{web_port}"
+        with urllib.request.urlopen(f"{site}/events", timeout=10) as programme:
+            assert programme.status == 200 and "Events and courses" in programme.read().decode()
+        page = f"{site}/unsubscribe?c=x&t=warp&s=forged"
+        with pytest.raises(urllib.error.HTTPError) as refused_link:  # the site answers links
             urllib.request.urlopen(page, timeout=10)
         assert refused_link.value.code == 400
 
@@ -118,6 +122,7 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             "services.subscriptions",
             "services.events",
             "services.notifications",
+            "services.web",
         ):
             assert part in names
     finally:

@@ -1,4 +1,4 @@
-"""The unsubscribe link in a broadcast works, over HTTP against the running service:
+"""The unsubscribe link in a broadcast works, over HTTP against the public site:
 GET only asks, POST (the button, or a mail client's RFC 8058 one-click request)
 takes the person off that topic, a changed link is refused, and the next
 broadcast does not reach them."""
@@ -11,9 +11,9 @@ from nats.aio.client import Client
 from contracts.notifications_v1 import AddContact, BroadcastCompleted, SendBroadcast, ShowContact
 from kernel.commands import request
 from kernel.settings import Settings
-from services.notifications.app import create_service
 from tests.conftest import Mailbox, eventually
 from tests.notifications_support import quick, stream_facts
+from tests.web_support import running_site
 from vestry.natsserver import free_port
 
 OFFICER = "officer@bury.example.gov.uk"
@@ -35,8 +35,8 @@ async def test_one_click_unsubscribe_over_http(
     settings: Settings, nc: Client, mailbox: Mailbox
 ) -> None:
     port = free_port()
-    settings = quick(settings, unsubscribe_port=port, public_url=f"http://127.0.0.1:{port}")
-    async with create_service(settings).running(), aiohttp.ClientSession() as web:
+    settings = quick(settings, public_url=f"http://127.0.0.1:{port}")
+    async with running_site(settings, port=port), aiohttp.ClientSession() as web:
         await request(
             nc, AddContact(email=OFFICER, name="Duty officer", topics=["warp", "digital"])
         )
@@ -51,6 +51,7 @@ async def test_one_click_unsubscribe_over_http(
 
         async with web.get(link) as asked:  # a scanner following the link changes nothing
             assert asked.status == 200 and 'method="post"' in await asked.text()
+            assert "Stop receiving WARP security advisories?" in await asked.text()
         assert (await request(nc, ShowContact(contact=OFFICER)))["topics"] == ["digital", "warp"]
 
         async with web.post(link.replace("t=warp", "t=digital")) as forged:
