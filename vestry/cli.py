@@ -239,6 +239,7 @@ def demo(
     monitor_port: Annotated[
         int, typer.Option(help="NATS monitoring port, if it starts a stack.")
     ] = 8222,
+    web_port: Annotated[int, typer.Option(help="Port of the public site.")] = 8000,
 ) -> None:
     """Run the three jobs end to end against the stack (starting one if none runs)."""
     options = options_of(ctx)
@@ -249,6 +250,7 @@ def demo(
             nats_port=urlsplit(options.nats.split(",")[0]).port or 4222,
             smtp_port=options.settings.smtp_port,
             monitor_port=monitor_port,
+            web_port=web_port,
             # The demo runs the year's invoicing itself, as the finance officer would;
             # the scheduled run must not race it for the members it is enrolling.
             overrides={"VESTRY_AUTOMATION": "false"},
@@ -270,6 +272,15 @@ def demo(
         if stack is not None:
             stack.say("Stopping the stack the demo started…")
             stack.stop()
+    site = f"http://127.0.0.1:{web_port}/events"
+    say = errors.print if options.json else console.print
+    if stack is None:
+        say(f"Open the site: {site}")
+    else:
+        say(
+            f"Open the site: run `make dev` (or `.venv/bin/vestry dev`) and go to {site}; "
+            f"the demo's events, bookings and mail are kept in {stack.data_dir}."
+        )
 
 
 async def _run_demo(options: Options) -> dict[str, Any]:

@@ -14,7 +14,12 @@ from vestry.natsserver import free_port
 
 
 def test_demo_runs_the_three_jobs_and_a_replay_that_sends_nothing(tmp_path: Path) -> None:
-    nats_port, smtp_port, monitor_port = free_port(), free_port(), free_port()
+    nats_port, smtp_port, monitor_port, web_port = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    )
     env = {
         **os.environ,
         "VESTRY_DATA_DIR": str(tmp_path / "var"),
@@ -22,7 +27,17 @@ def test_demo_runs_the_three_jobs_and_a_replay_that_sends_nothing(tmp_path: Path
         "VESTRY_SMTP_PORT": str(smtp_port),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "vestry", "--json", "demo", "--monitor-port", str(monitor_port)],
+        [
+            sys.executable,
+            "-m",
+            "vestry",
+            "--json",
+            "demo",
+            "--monitor-port",
+            str(monitor_port),
+            "--web-port",
+            str(web_port),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -48,4 +63,6 @@ def test_demo_runs_the_three_jobs_and_a_replay_that_sends_nothing(tmp_path: Path
     assert summary["sms_captured"] > 0
     assert summary["dead_letters"] == 0
     assert len(read_mailbox(tmp_path / "var" / "mail")) == summary["mail_captured"] >= 45
-    assert not any(port_in_use(port) for port in (nats_port, smtp_port, monitor_port))
+    assert not any(port_in_use(port) for port in (nats_port, smtp_port, monitor_port, web_port))
+    assert "Open the site: run `make dev`" in result.stderr
+    assert f"http://127.0.0.1:{web_port}/events" in result.stderr
