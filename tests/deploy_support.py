@@ -1,6 +1,6 @@
 """Reading deploy/: the NATS node configs, accounts.conf and the env examples, for the
 config checks (tests/unit/test_deploy_config.py) and the live cluster
-(tests/integration/test_deploy_cluster.py)."""
+(tests/integration/test_deploy_cluster.py); and the commands the web service sends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from contracts.system_v1 import SERVICES
+from contracts.system_v1 import DOORS, SERVICES
 from vestry.natsserver import binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ NATS_DIR = DEPLOY / "nats"
 ENV_DIR = DEPLOY / "env"
 SYSTEMD_DIR = DEPLOY / "systemd"
 NODES = ("n1", "n2", "n3")
-USERS = (*SERVICES, "operator", "sys")
+USERS = (*SERVICES, *DOORS, "operator", "sys")
 
 
 def read_conf(path: Path) -> dict[str, object]:
@@ -79,6 +79,35 @@ def user_block(name: str) -> str:
 def allowed_subjects(name: str) -> set[str]:
     """The quoted subjects in one user's entry: its publish and subscribe allow lists."""
     return set(re.findall(r'"([^"]+)"', user_block(name)))
+
+
+def permissions(name: str) -> dict[str, set[str]]:
+    """One user's ``publish`` and ``subscribe`` allow lists, apart."""
+    block = user_block(name)
+    lists = {}
+    for kind in ("publish", "subscribe"):
+        match = re.search(rf"{kind}:\s*\{{\s*allow:\s*\[(.*?)\]", block, re.S)
+        assert match, f"no {kind} allow list for {name}"
+        lists[kind] = set(re.findall(r'"([^"]+)"', match.group(1)))
+    return lists
+
+
+def web_commands() -> set[str]:
+    """The command subjects the web service sends: each command model a module of
+    services/web imports (the pages import what they hand to ``Gateway.ask``)."""
+    import importlib
+    import pkgutil
+
+    import services.web
+    from contracts import REGISTRY
+
+    subjects = {spec.model: spec.subject for spec in REGISTRY.all() if spec.kind == "command"}
+    sent = set()
+    for module in pkgutil.walk_packages(services.web.__path__, "services.web."):
+        if module.name != "services.web.__main__":  # importing it would start the site
+            names = vars(importlib.import_module(module.name)).values()
+            sent |= {subjects[v] for v in names if isinstance(v, type) and v in subjects}
+    return sent
 
 
 def host_port(address: str) -> tuple[str, int]:

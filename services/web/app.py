@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 
 from contracts.system_v1 import HealthReport, health_subject
 from kernel.settings import Settings
+from kernel.store import redacted
 from services.web import NAME, errors
 from services.web.gateway import Gateway
 from services.web.pages import booking, bookings, events, unsubscribe
@@ -68,7 +69,10 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
         app.state.nats = client
         app.state.gateway = Gateway(client, timeout=web.command_timeout_s)
         await client.subscribe(health_subject(NAME), queue=NAME, cb=answer_health)
-        log.info("web service listening for pages, commands to %s", settings.nats_url)
+        log.info(
+            "web service up; commands go to %s",
+            ", ".join(redacted(url) for url in settings.nats_url.split(",")),
+        )
         try:
             yield
         finally:
@@ -109,4 +113,5 @@ def serve() -> None:
         forwarded_allow_ips=web.forwarded_allow_ips,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=10,
     )

@@ -4,8 +4,9 @@ way the services declare them (kernel.streams.streams_of, three replicas).
 
 Each service user declares its own stream and the DLQ and nobody else's, publishes its
 own facts and dead letters and nobody else's, and reads another owner's stream only
-through its own durable. Then each service's real start-up (migrations, streams,
-durables) runs as its own user against the cluster.
+through its own durable. The web user sends the commands the site's pages send and
+answers its health, and nothing else. Then each service's real start-up (migrations,
+streams, durables) runs as its own user against the cluster.
 
 Every wait is bounded and says what it was waiting for. The cluster counts as up only
 once every node reports the same meta leader with both followers current; after that,
@@ -39,6 +40,7 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, PubAck, StreamConfig, StreamInfo
 from nats.js.errors import (
@@ -48,7 +50,7 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-from contracts.system_v1 import SERVICES
+from contracts.system_v1 import SERVICES, health_subject
 from kernel.runtime import Service
 from kernel.settings import Settings
 from kernel.streams import (
@@ -66,6 +68,7 @@ from tests.deploy_support import (
     nats_env,
     password,
     port_of,
+    web_commands,
 )
 from vestry.natsserver import binary, free_port
 
@@ -542,6 +545,50 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
         errors = subs_errors + events_errors
         denied = await _denials(errors, refused)
         assert len(denied) == len(refused), errors
+
+
+async def test_web_user_sends_only_the_site_commands(cluster: Cluster) -> None:
+    """Each command the site's pages send is delivered and answered (a stand-in answers
+    for the services), and the web user answers its health request; a fact, another
+    command, the JetStream API and listening to other commands are refused."""
+    web_errors: list[str] = []
+    received: set[str] = set()
+
+    async def stand_in(msg: Msg) -> None:
+        received.add(msg.subject)
+        await msg.respond(msg.subject.encode())
+
+    async def health(msg: Msg) -> None:
+        await msg.respond(b"web is up")
+
+    async with AsyncExitStack() as clients:
+        operator = await clients.enter_async_context(_connected(cluster, "operator"))
+        web = await clients.enter_async_context(_connected(cluster, "web", web_errors))
+        for subject in (*(f"{service}.cmd.>" for service in SERVICES), "events.booking.>"):
+            await operator.subscribe(subject, cb=stand_in)
+        await web.subscribe(health_subject("web"), queue="web", cb=health)
+        await web.subscribe("events.cmd.>")  # refused: it would see every booking
+
+        async def send(subject: str) -> bytes:
+            ask = partial(web.request, subject, b"{}", timeout=2)
+            return (await _settled(f"web sending {subject}", ask, NOT_THERE_YET)).data
+
+        commands = sorted(web_commands())
+        assert await asyncio.gather(*map(send, commands)) == [c.encode() for c in commands]
+        ask_health = partial(operator.request, health_subject("web"), b"", timeout=2)
+        assert (await _settled("web health", ask_health, NOT_THERE_YET)).data == b"web is up"
+
+        refused = [
+            "events.booking.confirmed",
+            "subscriptions.cmd.run_invoicing",
+            "$JS.API.STREAM.INFO.EVENTS",
+        ]
+        await _refused(*(_ask(web, subject, b"{}") for subject in refused))
+        assert received == set(commands)  # nothing refused reached the stand-in
+        denied = await _denials(web_errors, refused)
+        subscription = 'permissions violation for subscription to "events.cmd.>"'
+        assert sum(subscription in e for e in denied) == 1, web_errors
+        assert len(denied) == len(refused) + 1, web_errors
 
 
 async def test_each_service_starts_as_its_own_user(

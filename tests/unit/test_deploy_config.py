@@ -1,7 +1,8 @@
 """deploy/, without servers: the NATS cluster configs parse with the packaged
 nats-server (`-t`, test and exit), the nodes are distinct and routed to each other, the
 service users' permissions match what the code declares, publishes and consumes, the
-env examples name real settings, and the systemd units start the right thing.
+web user may send only the commands the site's pages send, the env examples name real
+settings, and the systemd units start the right thing.
 
 The live three-node cluster is tests/integration/test_deploy_cluster.py.
 """
@@ -11,13 +12,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-from contracts.system_v1 import SERVICES
+from contracts.system_v1 import DOORS, SERVICES, health_subject
 from kernel.settings import Settings
 from kernel.streams import DLQ_PREFIX, DLQ_STREAM, STREAMS, streams_of
+from services.web.settings import WebSettings
 from tests.deploy_support import (
     ENV_DIR,
     NATS_DIR,
@@ -28,8 +31,10 @@ from tests.deploy_support import (
     host_port,
     nats_test,
     node,
+    permissions,
     read_env,
     user_block,
+    web_commands,
 )
 from vestry.natsserver import binary
 
@@ -165,6 +170,18 @@ def test_service_user_allows_exactly_its_own_subjects(service: str, tmp_path: Pa
     assert all(s.startswith(("$JS.API.CONSUMER.", "$JS.ACK.")) for s in stray), sorted(stray)
 
 
+def test_web_user_sends_only_the_commands_the_site_sends() -> None:
+    """The door owns no stream: the commands its pages send, its health, nothing else."""
+    allowed = permissions("web")
+    assert allowed["publish"] == web_commands(), sorted(allowed["publish"] ^ web_commands())
+    assert {"events.cmd.book", "notifications.cmd.unsubscribe"} <= allowed["publish"]
+    assert allowed["subscribe"] == {health_subject("web"), "_INBOX.>"}
+    assert "allow_responses: true" in user_block("web")  # its health replies
+    every = allowed["publish"] | allowed["subscribe"]
+    assert not any(s.startswith("$") or s.startswith(f"{DLQ_PREFIX}.") for s in every)
+    assert not any(s.endswith(">") or "*" in s for s in allowed["publish"])
+
+
 def test_operator_has_broad_rights() -> None:
     block = user_block("operator")
     assert re.search(r'publish:\s*\{\s*allow:\s*\[">"\]', block)
@@ -196,13 +213,46 @@ def test_service_env_example(service: str) -> None:
         assert {"VESTRY_SMTP_HOST", "VESTRY_SMTP_PORT", "VESTRY_MAIL_FROM"} <= set(env)
 
 
+def test_web_env_example() -> None:
+    env = read_env(ENV_DIR / "web.env.example")
+    web_fields = {f"VESTRY_WEB_{field}".upper() for field in WebSettings.model_fields}
+    read_by_web = web_fields | {
+        "VESTRY_NATS_URL",
+        "VESTRY_PARTNERSHIP_NAME",
+        "VESTRY_PUBLIC_URL",
+        "VESTRY_LINK_SECRET",
+        "VESTRY_UNSUBSCRIBE_SECRET",
+    }
+    assert read_by_web <= _setting_names()
+    # Every setting the site reads, but the port: the unit sets it per replica, and a
+    # value in the EnvironmentFile would override the unit's.
+    assert set(env) == read_by_web - {"VESTRY_WEB_PORT"}, sorted(set(env) ^ read_by_web)
+    urls = env["VESTRY_NATS_URL"].split(",")
+    client_ports = {host_port(str(node(name)["listen"]))[1] for name in NODES}
+    assert {int(url.rsplit(":", 1)[1]) for url in urls} == client_ports
+    nats_env = read_env(ENV_DIR / "nats.env.example")
+    for url in urls:
+        assert url.startswith(f"nats://web:{nats_env['VESTRY_NATS_WEB_PASSWORD']}@")
+    web = WebSettings(
+        **{k.removeprefix("VESTRY_WEB_").lower(): v for k, v in env.items() if k in web_fields}
+    )
+    assert web.secure_cookies and web.host == "127.0.0.1"
+    assert web.forwarded_allow_ips == "127.0.0.1"
+    assert Settings(
+        **{k.removeprefix("VESTRY_").lower(): v for k, v in env.items() if k not in web_fields}
+    )
+    # It checks the links notifications signs: the same keys in both environments.
+    notifications = read_env(ENV_DIR / "notifications.env.example")
+    assert {"VESTRY_LINK_SECRET", "VESTRY_UNSUBSCRIBE_SECRET"} <= set(notifications)
+
+
 def _setting_names() -> set[str]:
     """Every variable a service reads: the kernel's settings and each service's own."""
     from services.events.settings import EventsSettings
     from services.subscriptions.settings import BillingSettings
 
     names = set()
-    for model in (Settings, BillingSettings, EventsSettings):
+    for model in (Settings, BillingSettings, EventsSettings, WebSettings):
         prefix = model.model_config.get("env_prefix", "")
         names |= {f"{prefix}{field}".upper() for field in model.model_fields}
     return names
@@ -226,13 +276,43 @@ def test_nats_env_example_sets_every_variable_the_configs_use() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("service", SERVICES)
+HARDENING = {
+    "NoNewPrivileges=true",
+    "ProtectSystem=strict",
+    "ProtectHome=true",
+    "PrivateTmp=true",
+    "PrivateDevices=true",
+}
+
+
+@pytest.mark.parametrize("service", (*SERVICES, *DOORS))
 def test_service_unit(service: str) -> None:
     text = (SYSTEMD_DIR / f"vestry-{service}@.service").read_text()
     assert f"ExecStart=/opt/vestry/.venv/bin/python -m services.{service}\n" in text
+    assert find_spec(f"services.{service}.__main__") is not None, f"no services.{service}"
     assert f"EnvironmentFile=/etc/vestry/{service}.env\n" in text
+    assert (ENV_DIR / f"{service}.env.example").exists()
     assert "Restart=always\n" in text
     assert "ExecStartPre" not in text.split("[Service]")[1]
+    lines = set(text.splitlines())
+    assert lines >= HARDENING, sorted(HARDENING - lines)
+    assert "PartOf=vestry.target\n" in text and "WantedBy=vestry.target\n" in text
+
+
+def test_web_unit_gives_each_replica_its_own_port_on_loopback() -> None:
+    text = (SYSTEMD_DIR / "vestry-web@.service").read_text()
+    assert "Environment=VESTRY_WEB_PORT=800%i\n" in text
+    assert "VESTRY_WEB_PORT" not in read_env(ENV_DIR / "web.env.example")
+    assert read_env(ENV_DIR / "web.env.example")["VESTRY_WEB_HOST"] == "127.0.0.1"
+    replicas = {WebSettings(port=f"800{i}").port for i in range(1, 10)}
+    nats_ports = {port for name in NODES for port in _node_ports(name)}
+    assert len(replicas) == 9 and not replicas & nats_ports
+    # Not the vestry user: the public door cannot read the services' environment files.
+    assert "User=vestry-web\n" in text and "Group=vestry-web\n" in text
+
+
+def _node_ports(name: str) -> set[int]:
+    return {host_port(str(node(name)[key]))[1] for key in ("listen", "http", "cluster.listen")}
 
 
 def test_nats_unit() -> None:
@@ -250,7 +330,7 @@ def test_units_verify(tmp_path: Path) -> None:
         text = unit.read_text().replace("/opt/vestry/.venv/bin/", f"{binary().parent}/")
         (tmp_path / unit.name).write_text(text)
     instances = ["vestry-nats@n1.service", "vestry.target"]
-    instances += [f"vestry-{service}@1.service" for service in SERVICES]
+    instances += [f"vestry-{service}@1.service" for service in (*SERVICES, *DOORS)]
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", *[str(tmp_path / i) for i in instances]],
         capture_output=True,
