@@ -154,7 +154,9 @@ class Subscriptions:
         except (domain.MembershipError, domain.CatalogError) as error:
             raise _refused(error) from None
         documents: list[str] = []
-        billed = await store.recurring_invoice(ctx.session, membership.id, year)
+        # Locked: a void committed between this read and the credit note would
+        # leave a credit against a void invoice.
+        billed = await store.recurring_invoice(ctx.session, membership.id, year, for_update=True)
         if billed is not None and billed.status != "void":
             billed_from = billing.first_billable_month(year, membership.starts_on) or 0
             credit, invoice = billing.tier_change_charges(
@@ -216,7 +218,9 @@ class Subscriptions:
         membership.ends_on = command.leaves_on
         documents: list[str] = []
         year = financial_year(command.leaves_on)
-        billed = await store.recurring_invoice(ctx.session, membership.id, year)
+        billed = await store.recurring_invoice(  # locked, as in change_tier
+            ctx.session, membership.id, year, for_update=True
+        )
         if self.catalog.refund_leavers and billed is not None and billed.status != "void":
             tier = self.catalog.tier(membership.tier)
             refund = billing.leaver_refund(
@@ -455,7 +459,9 @@ class Subscriptions:
 
     async def record_payment(self, command: RecordPayment, ctx: CommandContext) -> dict[str, Any]:
         """Record money against an invoice; refuse more than is outstanding."""
-        invoice = await store.find_invoice(ctx.session, command.invoice)
+        # Locked until commit, so racing payments (and a racing void) see each
+        # other's paid_pence and status instead of all checking against the same.
+        invoice = await store.find_invoice(ctx.session, command.invoice, for_update=True)
         if invoice is None or invoice.kind != "invoice":
             raise Refused("not_found", f"no invoice {command.invoice}", "invoice")
         try:
@@ -500,7 +506,8 @@ class Subscriptions:
         }
 
     async def void_invoice(self, command: VoidInvoice, ctx: CommandContext) -> dict[str, Any]:
-        invoice = await store.find_invoice(ctx.session, command.invoice)
+        """Void an invoice nothing is paid on; locked, so no payment lands meanwhile."""
+        invoice = await store.find_invoice(ctx.session, command.invoice, for_update=True)
         if invoice is None or invoice.kind != "invoice":
             raise Refused("not_found", f"no invoice {command.invoice}", "invoice")
         if invoice.status == "void":
@@ -568,9 +575,8 @@ class Subscriptions:
 
     async def booking_cancelled(self, fact: BookingCancelled, ctx: HandlerContext) -> None:
         """Credit a charged booking cancelled inside its refund window (or by the organiser), once."""
-        invoice = await ctx.session.scalar(
-            select(Invoice).where(Invoice.booking_id == fact.booking_id, Invoice.kind == "invoice")
-        )
+        # Locked, so a void of the invoice cannot commit between this check and the credit.
+        invoice = await store.booking_invoice(ctx.session, fact.booking_id, for_update=True)
         if invoice is None or invoice.status == "void":
             return
         in_window = fact.reason != "booker" or (

@@ -6,11 +6,13 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     UniqueConstraint,
     func,
@@ -120,6 +122,15 @@ class Invoice(Base):
             unique=True,
             sqlite_where=text("booking_id IS NOT NULL"),
             postgresql_where=text("booking_id IS NOT NULL"),
+        ),
+        # Never more paid than billed, nor money on a void invoice, whatever a
+        # handler read (migration 0003; triggers with the same names on SQLite).
+        CheckConstraint(
+            "paid_pence >= 0 AND (kind <> 'invoice' OR paid_pence <= gross_pence)",
+            name="ck_invoices_paid_within_gross",
+        ),
+        CheckConstraint(
+            "status <> 'void' OR paid_pence = 0", name="ck_invoices_nothing_paid_on_void"
         ),
     )
 
@@ -299,13 +310,44 @@ async def take_numbers(session: AsyncSession, series: str, count: int) -> int:
     return first
 
 
-async def find_invoice(session: AsyncSession, number: str) -> Invoice | None:
+def _locked(query: Select[tuple[Invoice]], for_update: bool) -> Select[tuple[Invoice]]:
+    """``query`` taking a row lock until the transaction ends, if ``for_update``.
+
+    A handler that reads an invoice and then changes money or status by what it
+    read must lock it: on PostgreSQL (READ COMMITTED) two replicas would otherwise
+    both read the same ``paid_pence`` and both accept. SQLite holds the database's
+    write lock from BEGIN IMMEDIATE and has no row locks. ``populate_existing``
+    makes the session take the locked row's values, not a copy it loaded earlier.
+    """
+    if not for_update:
+        return query
+    return query.with_for_update().execution_options(populate_existing=True)
+
+
+async def find_invoice(
+    session: AsyncSession, number: str, *, for_update: bool = False
+) -> Invoice | None:
+    """An invoice or credit note by its number; locked if ``for_update``."""
     parsed = parse_number(number)
     if parsed is None:
         return None
     series, value = parsed
     return await session.scalar(
-        select(Invoice).where(Invoice.series == series, Invoice.number == value)
+        _locked(
+            select(Invoice).where(Invoice.series == series, Invoice.number == value), for_update
+        )
+    )
+
+
+async def booking_invoice(
+    session: AsyncSession, booking_id: str, *, for_update: bool = False
+) -> Invoice | None:
+    """The invoice for a booking, if it was charged; locked if ``for_update``."""
+    return await session.scalar(
+        _locked(
+            select(Invoice).where(Invoice.booking_id == booking_id, Invoice.kind == "invoice"),
+            for_update,
+        )
     )
 
 
@@ -319,12 +361,18 @@ async def lines_of(session: AsyncSession, invoice_id: str) -> list[InvoiceLine]:
     )
 
 
-async def recurring_invoice(session: AsyncSession, membership_id: str, year: int) -> Invoice | None:
+async def recurring_invoice(
+    session: AsyncSession, membership_id: str, year: int, *, for_update: bool = False
+) -> Invoice | None:
+    """A membership's invoice for a billing year, if billed; locked if ``for_update``."""
     return await session.scalar(
-        select(Invoice).where(
-            Invoice.membership_id == membership_id,
-            Invoice.year == year,
-            text("invoices.purpose = 'recurring'"),  # literal: matches the partial index
+        _locked(
+            select(Invoice).where(
+                Invoice.membership_id == membership_id,
+                Invoice.year == year,
+                text("invoices.purpose = 'recurring'"),  # literal: matches the partial index
+            ),
+            for_update,
         )
     )
 

@@ -4,15 +4,11 @@ places than capacity, the waiting list in order of arrival, promotions at once."
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import func, make_url, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts.events_v1 import BookingPromoted, BookPlace, CancelBooking, ShowEvent
 from kernel.commands import request
@@ -40,28 +36,12 @@ async def rush(nc: Client, event_id: str) -> list[dict[str, object]]:
     return list(await asyncio.gather(*(request(nc, booking(event_id, n)) for n in range(RUSH))))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_settings(
-    request: pytest.FixtureRequest, settings: Settings
-) -> AsyncIterator[Settings]:
-    """The test's settings on SQLite, or on a fresh PostgreSQL database when
-    VESTRY_TEST_POSTGRES_URL names a server to create one on (skipped otherwise)."""
-    if request.param == "sqlite":
-        yield settings
-        return
-    url = os.environ.get("VESTRY_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("set VESTRY_TEST_POSTGRES_URL (postgresql+asyncpg://…) to run on PostgreSQL")
-    name = f"vestry_events_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield settings.model_copy(
-        update={"events_db": make_url(url).set(database=name).render_as_string(False)}
-    )
-    async with admin.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    await admin.dispose()
+@pytest.fixture
+def store_services() -> tuple[str, ...]:
+    """Only the events store goes on PostgreSQL in ``store_settings`` (tests/conftest.py):
+    the cases run on SQLite and on PostgreSQL (VESTRY_TEST_POSTGRES_URL's server, else
+    the embedded one)."""
+    return ("events",)
 
 
 @pytest.mark.slow
