@@ -29,6 +29,12 @@ async def test_people_learnt_before_0004_move_to_the_directory_and_keep_their_co
                     " ('c2', 'duty@gm.example.gov.uk', 'Duty', NULL, 'cli', NULL, 0, 0)"
                 )
             )
+            await connection.execute(
+                text(
+                    "INSERT INTO contact_topics (contact_id, topic) VALUES"
+                    " ('c1', 'warp'), ('c2', 'warp'), ('c2', 'digital')"
+                )
+            )
         await migrations.upgrade(engine, MIGRATIONS)
         async with engine.connect() as connection:
             directory = (await connection.execute(text("SELECT * FROM directory"))).mappings()
@@ -52,6 +58,14 @@ async def test_people_learnt_before_0004_move_to_the_directory_and_keep_their_co
                 }
             ]
             assert [tuple(row) for row in contacts] == [("c1", 1, 1), ("c2", 0, 0)]
+            topics = await connection.execute(
+                text("SELECT contact_id, topic FROM contact_topics ORDER BY contact_id, topic")
+            )
+            assert [tuple(row) for row in topics] == [  # nobody loses their subscriptions
+                ("c1", "warp"),
+                ("c2", "digital"),
+                ("c2", "warp"),
+            ]
             await connection.execute(  # a consent can now be no choice at all
                 text(
                     "INSERT INTO contacts (id, email, source, email_consent, sms_consent)"

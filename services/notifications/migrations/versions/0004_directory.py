@@ -34,9 +34,21 @@ def upgrade() -> None:
         sa.Column("last_seen", sa.String(80), nullable=False),
     )
     op.create_index("ix_directory_contact_id", "directory", ["contact_id"])
+    # On SQLite the batch below copies `contacts` and drops the original; with foreign
+    # keys on, that drop cascades to contact_topics. Keep people's topics across it.
+    bind = op.get_bind()
+    topics = [
+        {"contact_id": contact_id, "topic": topic}
+        for contact_id, topic in bind.execute(sa.text("SELECT contact_id, topic FROM contact_topics"))
+    ]
     with op.batch_alter_table("contacts") as contacts:
         contacts.alter_column("email_consent", existing_type=sa.Boolean, nullable=True)
         contacts.alter_column("sms_consent", existing_type=sa.Boolean, nullable=True)
+    if topics and not bind.execute(sa.text("SELECT 1 FROM contact_topics LIMIT 1")).first():
+        bind.execute(
+            sa.text("INSERT INTO contact_topics (contact_id, topic) VALUES (:contact_id, :topic)"),
+            topics,
+        )
 
     learnt = op.get_bind().execute(
         sa.text(
