@@ -4,34 +4,59 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo dev test test-unit test-integration test-e2e test-faults lint bench clean
+.PHONY: install assets browser demo dev test test-unit test-integration test-e2e test-faults lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) assets
 
-demo: $(STAMP)
+# The web service's CSS and JS (GOV.UK Frontend from npm, branded as the partnership) into
+# services/web/static/govuk/. Needs Node.js and npm; quick when nothing changed.
+assets:
+	bash services/web/frontend/build.sh
+
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; never
+# `playwright install`) and pdftotext for checking PDFs, installed when missing.
+browser:
+	@pkgs=""; \
+	[ -x /usr/bin/chromium ] || pkgs=" chromium"; \
+	command -v pdftotext >/dev/null 2>&1 || pkgs="$$pkgs poppler-utils"; \
+	if [ -n "$$pkgs" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else \
+	    echo "browser: missing$$pkgs; install them as root with:"; \
+	    echo "  apt-get update && apt-get install -y$$pkgs"; \
+	    echo "browser: the browser tests skip until then (and fail when CI=true)"; \
+	    exit 0; \
+	  fi; \
+	  echo "browser: apt-get install$$pkgs"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$pkgs >/dev/null; \
+	fi
+
+demo: install
 	$(BIN)/vestry demo
 
-dev: $(STAMP)
+dev: install
 	$(BIN)/vestry dev
 
-test: $(STAMP) lint
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
-test-unit: $(STAMP)
+test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: $(STAMP)
+test-integration: install
 	$(BIN)/python -m pytest -q tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: install browser
 	$(BIN)/python -m pytest -q tests/e2e
 
-test-faults: $(STAMP)
+test-faults: install
 	$(BIN)/python -m pytest -q tests/faults
 
 lint: $(STAMP)
