@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install assets browser demo dev test test-unit test-integration test-e2e test-faults lint bench clean
+.PHONY: install assets browser demo dev test test-unit test-integration test-web test-e2e test-faults lint bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/python -m pytest -q tests/integration
+
+test-web: install browser
+	$(BIN)/python -m pytest -q tests/web
+
+# The README's pictures of the site, taken by the browser tests themselves.
+screenshots: install browser
+	VESTRY_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_booking_in_browser.py
 
 test-e2e: install browser
 	$(BIN)/python -m pytest -q tests/e2e
