@@ -7,4 +7,11 @@ list it in ``BENCHMARKS``.
 
 from __future__ import annotations
 
-BENCHMARKS: tuple[str, ...] = ("outbox_inbox", "booking_rush", "invoice_run", "replay", "broadcast")
+BENCHMARKS: tuple[str, ...] = (
+    "outbox_inbox",
+    "booking_rush",
+    "invoice_run",
+    "replay",
+    "broadcast",
+    "web",
+)
