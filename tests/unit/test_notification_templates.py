@@ -95,3 +95,19 @@ def test_calendar_attachment_parses_and_cancels_with_a_raised_sequence() -> None
     (gone,) = cancelled.walk("VEVENT")
     assert str(cancelled["METHOD"]) == "CANCEL"
     assert str(gone["STATUS"]) == "CANCELLED" and int(gone["SEQUENCE"]) == 2
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["booking_confirmed", "booking_waitlisted", "booking_promoted", "event_changed", "reminder"],
+)
+def test_booking_emails_carry_the_signed_link_to_the_bookers_own_page(name: str) -> None:
+    from kernel import links
+    from services.notifications.templates import templates_for
+
+    settings = Settings(public_url="https://events.example.org", link_secret="k")
+    sample = MESSAGE_TYPES[name].sample
+    rendered = templates_for(settings).email(name, sample)
+    link = links.booking_url("https://events.example.org", "k", sample["reference"])
+    assert link in rendered.text
+    assert f'href="{link}"' in rendered.html.replace("&amp;", "&")
