@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install assets browser demo dev test test-unit test-integration test-web test-e2e test-faults lint bench screenshots clean
+.PHONY: install assets validators browser demo dev test test-unit test-integration test-web test-e2e test-faults lint bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ install: $(STAMP) assets
 # services/web/static/govuk/. Needs Node.js and npm; quick when nothing changed.
 assets:
 	bash services/web/frontend/build.sh
+
+# Independent checkers from npm for what leaves Vestry (tests/validators/package.json).
+validators: tests/validators/node_modules/.package-lock.json
+
+tests/validators/node_modules/.package-lock.json: tests/validators/package.json tests/validators/package-lock.json
+	npm ci --prefix tests/validators --no-audit --no-fund --ignore-scripts --loglevel=error
 
 # Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; never
 # `playwright install`) and pdftotext for checking PDFs, installed when missing.
@@ -44,13 +50,13 @@ demo: install
 dev: install
 	$(BIN)/vestry dev
 
-test: install browser lint
+test: install browser validators lint
 	$(BIN)/python -m pytest -q
 
-test-unit: install
+test-unit: install validators
 	$(BIN)/python -m pytest -q tests/unit
 
-test-integration: install
+test-integration: install validators
 	$(BIN)/python -m pytest -q tests/integration
 
 test-web: install browser
