@@ -312,6 +312,18 @@ async def waiting_count(session: AsyncSession, event_id: str) -> int:
     )
 
 
+async def waiting_counts(session: AsyncSession, event_ids: list[str]) -> dict[str, int]:
+    """Each event's waiting list length, in one grouped query (events without one: absent)."""
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(Booking.event_id, func.count())
+        .where(Booking.event_id.in_(event_ids), Booking.status == "waitlisted")
+        .group_by(Booking.event_id)
+    )
+    return {event_id: count for event_id, count in rows.all()}
+
+
 async def waiting_position(session: AsyncSession, booking: Booking) -> int | None:
     if booking.status != "waitlisted":
         return None

@@ -20,9 +20,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from contracts.system_v1 import HealthReport, health_subject
+from kernel import production
 from kernel.settings import Settings
 from kernel.store import redacted
 from services.web import NAME, errors
+from services.web.flights import SingleFlight
 from services.web.gateway import Gateway
 from services.web.pages import booking, bookings, events, unsubscribe
 from services.web.rendering import pages
@@ -57,6 +59,7 @@ async def answer_health(msg: Msg) -> None:
 def create_app(settings: Settings | None = None, web: WebSettings | None = None) -> ASGIApp:
     settings = settings or Settings()
     web = web or WebSettings()
+    production.require(settings, NAME, keys={"VESTRY_WEB_COOKIE_SECRET": web.cookie_secret})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
         lifespan=lifespan,
     )
     app.state.pages = pages(settings.partnership_name)
+    app.state.flights = SingleFlight()
     app.state.link_secret = settings.link_secret
     app.state.link_secret_unsubscribe = settings.unsubscribe_secret
     app.state.booking_limit = RateLimit(web.bookings_per_minute)
@@ -104,9 +108,12 @@ def serve() -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    web = WebSettings()
+    settings, web = Settings(), WebSettings()
+    production.refuse_unsafe_start(
+        settings, NAME, keys={"VESTRY_WEB_COOKIE_SECRET": web.cookie_secret}
+    )
     uvicorn.run(
-        create_app(Settings(), web),
+        create_app(settings, web),
         host=web.host,
         port=web.port,
         proxy_headers=True,

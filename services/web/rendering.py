@@ -39,6 +39,7 @@ def pages(partnership: str) -> Jinja2Templates:
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the code: no stat() of each file per page
     )
     environment.globals.update(partnership=partnership, programmes=PROGRAMMES, kinds=KINDS)
     return Jinja2Templates(env=environment)

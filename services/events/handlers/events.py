@@ -226,12 +226,10 @@ class EventCommands(Places):
     async def list_events(self, command: ListEvents, ctx: CommandContext) -> dict[str, Any]:
         found = await store.events(ctx.session, status=command.status, programme=command.programme)
         now = self.now()
+        waiting = await store.waiting_counts(ctx.session, [e.id for e in found])
         return {
             "events": [
-                {
-                    **event_view(e, waiting=await store.waiting_count(ctx.session, e.id)),
-                    **self.bookable(e, now),
-                }
+                {**event_view(e, waiting=waiting.get(e.id, 0)), **self.bookable(e, now)}
                 for e in found
             ]
         }
@@ -273,7 +271,11 @@ class EventCommands(Places):
         }
 
     async def event_calendar(self, command: EventCalendar, ctx: CommandContext) -> dict[str, Any]:
-        """One event's calendar file: the same UID and SEQUENCE its bookers' entries carry."""
+        """One event's calendar file: the event's own UID and SEQUENCE, as in the feed.
+
+        Bookers' invitations carry a UID per booking (see ``services.notifications.calendar``),
+        so this file, added beside one, is a second entry rather than a replacement.
+        """
         event = await find_event(ctx, command.event_id)
         if event.status == "draft":
             raise Refused("not_found", f"no event {command.event_id}", "event_id")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,24 @@ async def programme(request: Request) -> Response:
     chosen_kind = request.query_params.get("kind") or None
     if chosen_programme not in (None, *PROGRAMMES) or chosen_kind not in (None, *KINDS):
         chosen_programme = chosen_kind = None  # an edited address shows everything
+    return await shared_page(
+        request,
+        ("programme", chosen_programme, chosen_kind),
+        lambda: programme_page(request, chosen_programme, chosen_kind),
+    )
+
+
+async def shared_page(
+    request: Request, key: tuple[str | None, ...], make: Callable[[], Awaitable[Response]]
+) -> Response:
+    """A page the same for every visitor, made once for all who ask for it at the same time."""
+    made = await request.app.state.flights.share(key, make)
+    return Response(made.body, status_code=made.status_code, media_type="text/html")
+
+
+async def programme_page(
+    request: Request, chosen_programme: str | None, chosen_kind: str | None
+) -> Response:
     reply = await request.app.state.gateway.ask(
         ListEvents(status="published", programme=chosen_programme)  # type: ignore[arg-type]
     )
@@ -53,8 +72,13 @@ async def public_event(request: Request, event_id: str) -> dict[str, Any]:
 
 
 async def show(request: Request) -> Response:
-    event = await public_event(request, request.path_params["event_id"])
-    return render(request, "pages/events/show.html", {"event": event})
+    event_id = request.path_params["event_id"]
+
+    async def page() -> Response:
+        event = await public_event(request, event_id)
+        return render(request, "pages/events/show.html", {"event": event})
+
+    return await shared_page(request, ("event", event_id), page)
 
 
 async def event_calendar(request: Request) -> Response:
