@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +14,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VESTRY_", env_file=".env", extra="ignore")
 
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production: a service refuses to start on an example password or key, "
+        "a short key, or plain-text SMTP to another host (kernel/production.py).",
+    )
     data_dir: Path = Field(
         default=Path("var"), description="Where SQLite files, JetStream and captures live."
     )
@@ -90,6 +96,12 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(
         default=20, ge=1, description="Deliveries in flight at once per replica."
     )
+    delivery_claim_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a replica holds the rows it is sending; a crashed replica's "
+        "rows are due again after it.",
+    )
     sender_poll_s: float = Field(
         default=0.1, gt=0, description="How often an idle sender looks for due deliveries."
     )
@@ -110,6 +122,12 @@ class Settings(BaseSettings):
         default="change-me",
         description="Key signing the link in booking messages that opens the booker's own "
         "page on the public site (HMAC-SHA256); the web service checks it with the same key.",
+    )
+    contact_id_secret: str = Field(
+        default="change-me",
+        description="Key from which notifications derives each person's contact id "
+        "(HMAC-SHA256 of their address), so an address alone names no one in a link. "
+        "Notifications only; a new key gives people first seen after it other ids.",
     )
 
     def database_url(self, service: str) -> str:

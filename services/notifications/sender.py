@@ -1,10 +1,13 @@
 """The sender: takes due ledger rows, sends each, and records the outcome with its fact.
 
 Rows are claimed in batches before they are sent, so replicas never send the
-same row at the same time. Sending is at least once at the provider's door: a
-crash after the mail server or gateway accepted a message and before the row
-is marked sends it again when the claim lapses (an email with the same
-Message-ID). Everything before that door happens once.
+same row at the same time. Each row's outcome is committed as soon as the mail
+server or gateway answers, before that sending slot (one SMTP connection) takes
+its next row; outcomes that arrive together share a commit. So a crash re-sends
+at most the one message each slot had in flight: accepted by the server but not
+yet recorded, it goes again when the claim lapses, with the same Message-ID.
+That is as near exactly once as SMTP allows: the protocol has no way to ask a
+server whether it already took a message. Everything before that door happens once.
 
 A transient failure (SMTP 4xx, a timeout, a gateway 5xx) is tried again after
 the configured delays; a permanent one (SMTP 5xx, an invalid number, a
@@ -37,9 +40,6 @@ from services.notifications.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
 
-# While one replica sends a row, the others leave it alone; if that replica
-# dies mid-send, the row is due again once the lease runs out.
-CLAIM_LEASE = timedelta(minutes=5)
 
 
 class RateLimit:
@@ -142,20 +142,58 @@ async def send_due(service: Service, sender: Sender | Mailer) -> int:
         sender = Sender(service.settings, mailer=sender)
     settings = service.settings
     async with service.sessions() as session, session.begin():
+        # While one replica sends a row, the others leave it alone; if that replica
+        # dies mid-send, the row is due again once the lease runs out.
         claimed = await store.claim_due(
-            session, limit=settings.send_concurrency * 5, lease=CLAIM_LEASE
+            session,
+            limit=settings.send_concurrency * 5,
+            lease=timedelta(seconds=settings.delivery_claim_lease_s),
         )
     if not claimed:
         return 0
     gate = asyncio.Semaphore(settings.send_concurrency)
+    recorder = Recorder(service)
 
     async def attempt(delivery: store.Delivery) -> Attempt:
-        async with gate:
-            return await sender.attempt(delivery)
+        async with gate:  # the slot is held until the outcome is committed
+            result = await sender.attempt(delivery)
+            await recorder.record(delivery, result)
+            return result
 
     attempts = await asyncio.gather(*(attempt(delivery) for delivery in claimed))
-    await _record(service, list(zip(claimed, attempts, strict=True)))
     return sum(1 for a in attempts if a.outcome != "deferred")
+
+
+class Recorder:
+    """Commits outcomes as they come, grouping those that arrive together (group commit).
+
+    ``record`` returns once the outcome is in the store, so the caller's slot sends
+    nothing more until the last thing it sent is recorded.
+    """
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._waiting: list[tuple[store.Delivery, Attempt, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, delivery: store.Delivery, attempt: Attempt) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery, attempt, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await _record(self._service, [(d, a) for d, a, _ in batch])
+            except Exception as error:  # the rows stay claimed: tried again when it lapses
+                for _, _, done in batch:
+                    done.set_exception(error)
+            else:
+                for _, _, done in batch:
+                    done.set_result(None)
 
 
 async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]]) -> None:
