@@ -15,7 +15,14 @@ UID_DOMAIN = "events.vestry"
 def calendar_entry(
     event: Event, *, sequence: int | None = None, cancelled: bool = False
 ) -> CalendarEntry:
-    """The event as an iCalendar entry: one UID for its whole life, SEQUENCE as given or its own."""
+    """The event as an iCalendar entry: one UID for its whole life, SEQUENCE as given or its own.
+
+    The UID is the event's, as the public feed and ``/events/{id}.ics`` give it. A
+    booker's invitation is their booking's: the notifications service derives a UID
+    per booking from this one and the booking's reference, and sends this SEQUENCE,
+    which for any booking only ever rises (a change raises the event's; a booker's
+    cancellation is sent one above it).
+    """
     return CalendarEntry(
         uid=f"{event.id}@{UID_DOMAIN}",
         sequence=event.sequence if sequence is None else sequence,

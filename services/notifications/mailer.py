@@ -5,14 +5,19 @@ from __future__ import annotations
 import email.policy
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 
 from kernel.settings import Settings
-from services.notifications.calendar import calendar_attachment
+from services.notifications.calendar import (
+    Party,
+    calendar_attachment,
+    invitation_uid,
+    organizer_of,
+)
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.store import Delivery
 from services.notifications.templates import TemplateProblem, templates_for
@@ -51,6 +56,9 @@ class Mailer:
         self._settings = settings
         self.templates = templates_for(settings, templates)
         self._idle: list[aiosmtplib.SMTP] = []
+        # The partnership sends the mail and organises the events: one address for both.
+        self._from = _sender(settings.mail_from, settings.partnership_name)
+        self._organizer = organizer_of(settings.mail_from, settings.partnership_name)
 
     def compose(self, delivery: Delivery) -> EmailMessage:
         """A multipart (text and HTML, and attachments) email; its Message-ID is fixed by the ledger row."""
@@ -61,7 +69,7 @@ class Mailer:
             raise PermanentFailure(str(problem)) from None
         message = EmailMessage(policy=POLICY)
         message["Subject"] = rendered.subject
-        message["From"] = self._settings.mail_from
+        message["From"] = self._from
         message["To"] = delivery.recipient
         if self._settings.mail_reply_to:
             message["Reply-To"] = self._settings.mail_reply_to
@@ -74,19 +82,32 @@ class Mailer:
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
-        self._attach(message, delivery.template, context)
+        self._attach(message, delivery.template, context, delivery.recipient)
         return message
 
-    def _attach(self, message: EmailMessage, template: str, context: dict[str, Any]) -> None:
+    def _attach(
+        self, message: EmailMessage, template: str, context: dict[str, Any], recipient: str
+    ) -> None:
         calendar = context.get("calendar")
         if calendar and template in CALENDAR_ATTACHED | CALENDAR_CANCELLED:
             cancel = template in CALENDAR_CANCELLED
+            method = "CANCEL" if cancel else "REQUEST"
+            reference = context.get("reference")
+            # iTIP (RFC 5546): the partnership organises, the booker attends, and the
+            # invitation is the booking's (its own UID), not the event's.
+            ics = calendar_attachment(
+                calendar,
+                cancel=cancel,
+                uid=invitation_uid(calendar["uid"], str(reference)) if reference else None,
+                organizer=self._organizer,
+                attendee=Party(name=str(context.get("name") or ""), email=recipient),
+            )
             message.add_attachment(
-                calendar_attachment(calendar, cancel=cancel),
+                ics,
                 maintype="text",
                 subtype="calendar",
                 filename="cancelled.ics" if cancel else "event.ics",
-                params={"method": "CANCEL" if cancel else "REQUEST"},
+                params={"method": method, "charset": "utf-8"},
             )
         if template == "invoice_issued":
             document = self.templates.render("invoice_document.html.j2", context)
@@ -160,6 +181,15 @@ class Mailer:
                     await client.quit()
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
                     client.close()
+
+
+def _sender(mail_from: str, partnership_name: str) -> str:
+    """The From header: ``mail_from`` as configured, named after the partnership if it
+    gives an address alone."""
+    display, address = parseaddr(mail_from)
+    if display or not address or not partnership_name:
+        return mail_from
+    return formataddr((partnership_name, address))
 
 
 def _by_code(code: int, text: str) -> Exception:

@@ -134,6 +134,10 @@ class BookingCommands(Places):
             event,
             now=now,
             reason="booker",
+            # One above every REQUEST this booking's invitation was sent with (each carried
+            # the event's SEQUENCE of its day, never above today's). The event itself has
+            # not changed, so its own SEQUENCE stays; a rebooking is another booking, with
+            # an invitation UID of its own (services.notifications.calendar).
             entry=calendar_entry(event, sequence=event.sequence + 1, cancelled=True),
         )
         await store.void_pending_reminders(ctx.session, booking_id=booking.id)

@@ -5,6 +5,7 @@ themselves: the sender does."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from contracts.events_v1 import (
@@ -19,7 +20,7 @@ from contracts.events_v1 import (
 from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
 from kernel.consumer import HandlerContext
 from services.notifications import domain, store
-from services.notifications.domain import day, pounds, when
+from services.notifications.domain import LONDON, day, pounds, when
 from services.notifications.handlers import learning
 
 
@@ -178,10 +179,59 @@ async def on_event_changed(fact: EventChanged, ctx: HandlerContext) -> None:
             "name": attendee.booker.name,
             "event_title": fact.title,
             "reference": attendee.reference,
-            "changed": fact.changed,
+            "changed": fact.changed,  # the fields' names, for operators' own templates
+            "changes": what_changed(fact.changed, fact.calendar),
             **_event_context(fact.calendar),
         }
         await _plan(ctx, domain.transactional(person, "event_changed", context))
+
+
+def what_changed(changed: list[str], calendar: CalendarEntry) -> list[str]:
+    """What an attendee should know of a change, in words, one sentence each.
+
+    The fact names the fields that changed and gives the event as it now is, not as
+    it was, so each sentence says what the event is now ("It now starts at 11:00 on
+    Tue 3 March 2026."). Changes an attendee holding a place need not hear of (capacity,
+    prices, the booking deadline, the organisation limit) are left out.
+    """
+    said = []
+    if "title" in changed:
+        said.append(f"It is now called “{calendar.summary}”.")
+    starts, ends = calendar.starts_at.astimezone(LONDON), calendar.ends_at.astimezone(LONDON)
+    if "starts_at" in changed:
+        sentence = f"It now starts at {_clock(starts)} on {_date(starts)}"
+        if "ends_at" in changed:
+            sentence += f" and ends at {_clock(ends)}"
+            if ends.date() != starts.date():
+                sentence += f" on {_date(ends)}"
+        said.append(sentence + ".")
+    elif "ends_at" in changed:
+        on = f" on {_date(ends)}" if ends.date() != starts.date() else ""
+        said.append(f"It now ends at {_clock(ends)}{on}, starting at {_clock(starts)} as before.")
+    if "venue" in changed:
+        if calendar.location:
+            said.append(f"It is now at {calendar.location}.")
+        elif calendar.url:
+            said.append("It no longer meets in person: it now takes place online.")
+        else:
+            said.append("It no longer has a venue.")
+    if "online_url" in changed:
+        if calendar.url:
+            said.append(f"Its online link is now {calendar.url}")
+        else:
+            said.append("It no longer has an online link.")
+    if "description" in changed:
+        said.append("Its description has changed; the calendar entry has the new one.")
+    return said
+
+
+def _clock(moment: datetime) -> str:
+    return f"{moment:%H:%M}"
+
+
+def _date(moment: datetime) -> str:
+    """``Tue 3 March 2026``."""
+    return f"{moment:%a} {moment.day} {moment:%B %Y}"
 
 
 def _price(amount_minor: int, fact: BookingConfirmed | BookingPromoted) -> str:
