@@ -10,22 +10,13 @@ from starlette.responses import Response
 
 from services.web.gateway import ServiceUnavailable
 from services.web.rendering import render
-from services.web.security import CsrfFailed
+from services.web.security import CsrfFailed, TooManyRequests
 
 log = logging.getLogger(__name__)
 
 
 class NotFound(Exception):
     """Raised by a page when what the address names does not exist (or is not public)."""
-
-
-class TooManyRequests(Exception):
-    """Raised when a client repeats something faster than the site allows."""
-
-    def __init__(self, retry_after: int, what: str) -> None:
-        super().__init__(what)
-        self.retry_after = retry_after
-        self.what = what
 
 
 class BadLink(Exception):

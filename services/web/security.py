@@ -48,6 +48,15 @@ HEADERS = [
 ]
 
 
+class TooManyRequests(Exception):
+    """Raised when a client repeats something faster than the site allows."""
+
+    def __init__(self, retry_after: int, what: str) -> None:
+        super().__init__(what)
+        self.retry_after = retry_after
+        self.what = what
+
+
 class CsrfFailed(Exception):
     """Raised when a form comes back without the token its page was given."""
 
@@ -153,6 +162,15 @@ class RateLimit:
         while seen and seen[0] <= now - self.window_s:
             seen.popleft()
         return seen
+
+
+def within_limit(request: Request, limit: RateLimit, what: str) -> str:
+    """The client, if it is within ``limit``; TooManyRequests (naming ``what`` it did) if not."""
+    client = client_of(request)
+    wait = limit.retry_after(client)
+    if wait:
+        raise TooManyRequests(wait, what)
+    return client
 
 
 def client_of(request: Request) -> str:

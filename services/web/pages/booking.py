@@ -9,12 +9,12 @@ from starlette.routing import Route
 from contracts.events_v1 import ShowBooking
 from contracts.subscriptions_v1 import ListMembers
 from kernel import links
-from services.web.errors import BadLink, TooManyRequests
+from services.web.errors import BadLink
 from services.web.forms import BookingForm, FormProblems, sentence
 from services.web.gateway import CommandFailed, ServiceUnavailable
 from services.web.pages.events import public_event
 from services.web.rendering import render
-from services.web.security import check_csrf, client_of
+from services.web.security import check_csrf, within_limit
 
 BOOKABLE = {"open", "waiting_list"}
 
@@ -60,11 +60,7 @@ async def book(request: Request) -> Response:
     form_data = await request.form()
     check_csrf(request, form_data)
     limit = request.app.state.booking_limit
-    client = client_of(request)
-    wait = limit.retry_after(client)
-    if wait:
-        raise TooManyRequests(wait, "sent the booking form")
-    limit.record(client)
+    limit.record(within_limit(request, limit, "sent the booking form"))
 
     form, problems = BookingForm.read(form_data)
     command = None

@@ -14,12 +14,12 @@ from starlette.routing import Route
 
 from contracts.events_v1 import CancelBooking, ShowBooking
 from kernel import links
-from services.web.errors import BadLink, TooManyRequests
+from services.web.errors import BadLink
 from services.web.forms import FormProblems, LookupForm, sentence
 from services.web.gateway import CommandFailed
 from services.web.pages.events import public_event
 from services.web.rendering import render
-from services.web.security import check_csrf, client_of
+from services.web.security import check_csrf, within_limit
 
 NO_MATCH = "No booking matches that reference and email address. Check both and try again"
 
@@ -96,10 +96,7 @@ async def find(request: Request) -> Response:
     form_data = await request.form()
     check_csrf(request, form_data)
     limit = request.app.state.lookup_limit
-    client = client_of(request)
-    wait = limit.retry_after(client)
-    if wait:
-        raise TooManyRequests(wait, "tried a booking reference that did not match")
+    client = within_limit(request, limit, "tried a booking reference that did not match")
     form, problems = LookupForm.read(form_data)
     if not problems:
         booking = None
