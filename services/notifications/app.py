@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from contracts.events_v1 import (
@@ -29,6 +30,7 @@ from kernel.settings import Settings
 from services.notifications import NAME, handlers, store
 from services.notifications.handlers.learning import LEARNERS
 from services.notifications.sender import run_sender
+from services.notifications.sms import segment_limit_check
 from services.notifications.templates import templates_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,6 +39,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_service(settings: Settings | None = None) -> Service:
     service = Service(NAME, migrations_dir=MIGRATIONS, settings=settings)
     settings = service.settings
+    templates = templates_for(settings)
+    # Every booking SMS is held to the segment limit before it is planned.
+    fit_sms = segment_limit_check(settings, templates)
 
     service.consume(MembershipStarted)(handlers.on_membership_started)
     service.consume(InvoiceIssued)(handlers.on_invoice_issued)
@@ -44,12 +49,12 @@ def create_service(settings: Settings | None = None) -> Service:
     service.consume(InvoiceOverdue)(handlers.on_invoice_overdue)
     # EventCancelled itself names nobody: the BookingCancelled of each booking it
     # cancelled (reason event_cancelled) is what reaches the people.
-    service.consume(BookingConfirmed)(handlers.on_booking_confirmed)
-    service.consume(BookingWaitlisted)(handlers.on_booking_waitlisted)
-    service.consume(BookingPromoted)(handlers.on_booking_promoted)
-    service.consume(BookingCancelled)(handlers.on_booking_cancelled)
-    service.consume(EventChanged)(handlers.on_event_changed)
-    service.consume(ReminderDue)(handlers.on_reminder_due)
+    service.consume(BookingConfirmed)(partial(handlers.on_booking_confirmed, fit_sms=fit_sms))
+    service.consume(BookingWaitlisted)(partial(handlers.on_booking_waitlisted, fit_sms=fit_sms))
+    service.consume(BookingPromoted)(partial(handlers.on_booking_promoted, fit_sms=fit_sms))
+    service.consume(BookingCancelled)(partial(handlers.on_booking_cancelled, fit_sms=fit_sms))
+    service.consume(EventChanged)(partial(handlers.on_event_changed, fit_sms=fit_sms))
+    service.consume(ReminderDue)(partial(handlers.on_reminder_due, fit_sms=fit_sms))
     # The directory of people the facts named is built only from those facts, by the
     # same learners the handlers above call first: `vestry rebuild notifications`.
     service.read_model([store.DirectoryEntry.__table__], LEARNERS)
@@ -61,7 +66,7 @@ def create_service(settings: Settings | None = None) -> Service:
     service.command(Unsubscribe)(handlers.unsubscribe)
     service.command(ForgetContact)(handlers.forget_contact)
     service.command(ResendDelivery)(handlers.resend_delivery)
-    broadcasts = handlers.Broadcasts(settings, templates_for(settings))
+    broadcasts = handlers.Broadcasts(settings, templates)
     service.command(SendBroadcast)(broadcasts.send)
     service.command(BroadcastStatus)(broadcasts.status)
 

@@ -85,19 +85,37 @@ class PlannedDelivery:
     contact_id: str | None = None
 
 
+# Given a template and its context, the context its SMS fits the segment limit with
+# (its free text shortened as need be), or None when no shortening makes it fit.
+SmsFit = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+
+
 def transactional(
-    person: Reachable, template: str, context: dict[str, Any], *, sms_template: bool = True
+    person: Reachable,
+    template: str,
+    context: dict[str, Any],
+    *,
+    sms_template: bool = True,
+    fit_sms: SmsFit | None = None,
 ) -> list[PlannedDelivery]:
-    """Email to the person; SMS as well where they consented and gave a mobile."""
+    """Email to the person; SMS as well where they consented and gave a mobile.
+
+    With ``fit_sms`` the SMS is planned with the context it fits the segment limit
+    with (the email keeps the full one), and not at all if it cannot fit.
+    """
     planned = []
     if person.email:
         planned.append(
             PlannedDelivery(person.email, "email", template, context, contact_id=person.contact_id)
         )
     if sms_template and person.sms_consent and person.mobile:
-        planned.append(
-            PlannedDelivery(person.mobile, "sms", template, context, contact_id=person.contact_id)
-        )
+        sms_context = context if fit_sms is None else fit_sms(template, context)
+        if sms_context is not None:
+            planned.append(
+                PlannedDelivery(
+                    person.mobile, "sms", template, sms_context, contact_id=person.contact_id
+                )
+            )
     return planned
 
 

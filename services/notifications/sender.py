@@ -35,11 +35,10 @@ from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.handlers import settle_broadcast
 from services.notifications.mailer import Mailer
 from services.notifications.segments import count_segments
-from services.notifications.sms import SmsProvider, provider_from
+from services.notifications.sms import SmsProvider, prepared_text, provider_from
 from services.notifications.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
-
 
 
 class RateLimit:
@@ -108,7 +107,7 @@ class Sender:
             text = self.mailer.templates.sms(delivery.template, delivery.template_context)
         except TemplateProblem as problem:
             raise PermanentFailure(str(problem)) from None
-        segments = count_segments(text).segments
+        segments = count_segments(prepared_text(self.sms.name, text)).segments
         await self.limits["sms"].wait()
         provider_id = await self.sms.send(delivery.recipient, text, reference=delivery.id)
         return Attempt("sent", provider_id=provider_id, segments=segments)

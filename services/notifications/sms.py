@@ -2,15 +2,20 @@
 
 A provider takes an E.164 number and a rendered text and answers the
 provider's id for the message, or raises TransientFailure or PermanentFailure.
+``prepared_text`` is the text as a provider will send it, which is also what its
+parts are counted from when a message is planned.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +24,62 @@ import jwt
 
 from kernel.settings import Settings
 from services.notifications.failures import PermanentFailure, TransientFailure
-from services.notifications.segments import count_segments
+from services.notifications.segments import SmsTooLong, count_segments, fit_sms, notify_normalise
+from services.notifications.templates import TemplateProblem, Templates
+
+log = logging.getLogger(__name__)
+
+# What a booking SMS may shorten to fit the segment limit: the free text organisers
+# type, in this order. A time or a reference is never cut.
+SHORTENED = ("event_title", "where")
+
+
+def prepared_text(provider: str, text: str) -> str:
+    """``text`` as the provider named ``provider`` (``settings.sms_provider``) sends it.
+
+    GOV.UK Notify applies its character replacements to every SMS (curly quotes,
+    dashes, ellipses and odd spaces become GSM-7 ones), so for ``notify`` they are
+    applied here first, and what Vestry counts and sends is what Notify sends. The
+    capture sink keeps the text exactly as rendered and it is counted as written:
+    the sink stands in for no particular gateway (it is what development and the
+    tests use), and a gateway that replaces nothing sends and counts it that way.
+    """
+    return notify_normalise(text) if provider == NotifyGateway.name else text
+
+
+def segment_limit_check(
+    settings: Settings, templates: Templates
+) -> Callable[[str, dict[str, Any]], dict[str, Any] | None]:
+    """The check a transactional SMS passes before it is planned (``domain.SmsFit``).
+
+    Given a template and its context it answers the context to plan the SMS with:
+    the same one when the text, rendered as the sender renders it and prepared for
+    ``settings.sms_provider``, fits ``settings.sms_segment_limit``; otherwise one
+    with the event's title, then its place, cut short (ending ``...``) just enough
+    to fit. A booker expects the SMS, its time and reference whole, rather than
+    the full title, which the email carries; it is never sent over the limit. If
+    even that cannot fit (an operator's template too long by itself) it answers
+    None, the SMS is not planned, and a warning says why. A template that cannot
+    render is planned as it is, and the sender fails it with the reason, as before.
+    """
+    prepare = partial(prepared_text, settings.sms_provider)
+
+    def check(template: str, context: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return fit_sms(
+                partial(templates.sms, template),
+                context,
+                limit=settings.sms_segment_limit,
+                shorten=SHORTENED,
+                prepare=prepare,
+            )
+        except TemplateProblem:
+            return context
+        except SmsTooLong as too_long:
+            log.warning("%s SMS not planned: %s", template, too_long)
+            return None
+
+    return check
 
 
 class SmsProvider(Protocol):
@@ -44,7 +104,11 @@ class CapturedSms:
 
 
 class CaptureSink:
-    """Writes each SMS as a JSON file under ``directory`` (``vestry sms ls`` reads them)."""
+    """Writes each SMS as a JSON file under ``directory`` (``vestry sms ls`` reads them).
+
+    The text is kept as rendered and counted as written, with no provider's
+    replacements (see ``prepared_text``).
+    """
 
     name = "capture"
 
@@ -89,7 +153,8 @@ class NotifyGateway:
     The API key is ``<key name>-<service id>-<secret>``; each request carries an
     HS256 JWT with ``iss`` (the service id) and ``iat`` (now), signed with the
     secret. Vestry renders the text itself and passes it as the ``body``
-    personalisation of a Notify template whose content is ``((body))``.
+    personalisation of a Notify template whose content is ``((body))``, with
+    Notify's character replacements already applied (``prepared_text``).
     """
 
     name = "notify"
@@ -120,7 +185,7 @@ class NotifyGateway:
         body = {
             "phone_number": to,
             "template_id": self._template_id,
-            "personalisation": {"body": text},
+            "personalisation": {"body": prepared_text(self.name, text)},
             "reference": reference,
         }
         headers = {"Authorization": f"Bearer {self.token()}", "User-Agent": "vestry"}

@@ -16,6 +16,7 @@ from services.notifications import domain, store
 from services.notifications.handlers.completion import complete_broadcast
 from services.notifications.handlers.contacts import known_topics
 from services.notifications.segments import count_segments
+from services.notifications.sms import prepared_text
 from services.notifications.templates import TemplateProblem, Templates
 
 
@@ -45,7 +46,8 @@ class Broadcasts:
         except TemplateProblem as problem:
             raise Refused(problem.code, str(problem), problem.field) from None
         if "sms" in command.channels:
-            segments = count_segments(text).segments
+            # Counted as the provider sends it (Notify's replacements first, for notify).
+            segments = count_segments(prepared_text(self._settings.sms_provider, text)).segments
             limit = self._settings.sms_segment_limit
             if segments > limit:
                 raise Refused(

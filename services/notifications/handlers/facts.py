@@ -112,6 +112,7 @@ async def _tell_booker(
     fact: BookingConfirmed | BookingPromoted | BookingWaitlisted | ReminderDue,
     template: str,
     extra: dict[str, Any],
+    fit_sms: domain.SmsFit | None = None,
 ) -> None:
     await learning.learn_booker(fact, ctx)
     person = await store.person(ctx.session, str(fact.booker.email))
@@ -123,30 +124,40 @@ async def _tell_booker(
         "reference": fact.reference,
         **extra,
     }
-    await _plan(ctx, domain.transactional(person, template, context))
+    await _plan(ctx, domain.transactional(person, template, context, fit_sms=fit_sms))
 
 
-async def on_booking_confirmed(fact: BookingConfirmed, ctx: HandlerContext) -> None:
+async def on_booking_confirmed(
+    fact: BookingConfirmed, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
     """Confirmation by email with the calendar entry, and by SMS where consented."""
     extra = {**_event_context(fact.calendar), "price": _price(fact.price.amount_minor, fact)}
-    await _tell_booker(ctx, fact, "booking_confirmed", extra)
+    await _tell_booker(ctx, fact, "booking_confirmed", extra, fit_sms)
 
 
-async def on_booking_promoted(fact: BookingPromoted, ctx: HandlerContext) -> None:
+async def on_booking_promoted(
+    fact: BookingPromoted, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
     extra = {**_event_context(fact.calendar), "price": _price(fact.price.amount_minor, fact)}
-    await _tell_booker(ctx, fact, "booking_promoted", extra)
+    await _tell_booker(ctx, fact, "booking_promoted", extra, fit_sms)
 
 
-async def on_booking_waitlisted(fact: BookingWaitlisted, ctx: HandlerContext) -> None:
-    await _tell_booker(ctx, fact, "booking_waitlisted", {"position": fact.position})
+async def on_booking_waitlisted(
+    fact: BookingWaitlisted, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
+    await _tell_booker(ctx, fact, "booking_waitlisted", {"position": fact.position}, fit_sms)
 
 
-async def on_reminder_due(fact: ReminderDue, ctx: HandlerContext) -> None:
+async def on_reminder_due(
+    fact: ReminderDue, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
     extra = {**_event_context(fact.calendar), "hours_before": fact.hours_before}
-    await _tell_booker(ctx, fact, "reminder", extra)
+    await _tell_booker(ctx, fact, "reminder", extra, fit_sms)
 
 
-async def on_booking_cancelled(fact: BookingCancelled, ctx: HandlerContext) -> None:
+async def on_booking_cancelled(
+    fact: BookingCancelled, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
     """The booker hears of a cancellation: theirs, or the event's (a cancelling .ics attached)."""
     if fact.booker is None:  # an older fact without the booker: nobody to tell
         return
@@ -163,10 +174,12 @@ async def on_booking_cancelled(fact: BookingCancelled, ctx: HandlerContext) -> N
     if fact.calendar is not None and fact.was == "confirmed":
         context.update(_event_context(fact.calendar))
     template = "event_cancelled" if fact.reason == "event_cancelled" else "booking_cancelled"
-    await _plan(ctx, domain.transactional(person, template, context))
+    await _plan(ctx, domain.transactional(person, template, context, fit_sms=fit_sms))
 
 
-async def on_event_changed(fact: EventChanged, ctx: HandlerContext) -> None:
+async def on_event_changed(
+    fact: EventChanged, ctx: HandlerContext, fit_sms: domain.SmsFit | None = None
+) -> None:
     """Every confirmed attendee of a moved event hears of it, with the updated calendar entry."""
     await learning.learn_attendees(fact, ctx)
     if not fact.moved:
@@ -183,7 +196,7 @@ async def on_event_changed(fact: EventChanged, ctx: HandlerContext) -> None:
             "changes": what_changed(fact.changed, fact.calendar),
             **_event_context(fact.calendar),
         }
-        await _plan(ctx, domain.transactional(person, "event_changed", context))
+        await _plan(ctx, domain.transactional(person, "event_changed", context, fit_sms=fit_sms))
 
 
 def what_changed(changed: list[str], calendar: CalendarEntry) -> list[str]:
