@@ -40,7 +40,7 @@ from contracts.system_v1 import (
     redrive_subject,
     replay_subject,
 )
-from kernel import commands, migrations, outbox
+from kernel import commands, migrations, outbox, production
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
 from kernel.rebuild import ReadModel, rebuild
@@ -159,6 +159,7 @@ class Service:
 
     async def prepare(self) -> None:
         """Migrate the store, connect to JetStream and declare streams and consumers."""
+        production.require(self.settings, self.name)  # in production, no example secrets
         await migrations.upgrade(self.engine, self._migrations_dir)
         self.nc = await nats.connect(
             self.settings.nats_url.split(","),
@@ -378,7 +379,8 @@ def _version() -> str:
 
 
 def run(service: Service) -> None:
-    """Run ``service`` until SIGINT or SIGTERM."""
+    """Run ``service`` until SIGINT or SIGTERM; in production, not at all on unsafe settings."""
+    production.refuse_unsafe_start(service.settings, service.name)
     logging.basicConfig(
         level=os.environ.get("VESTRY_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {service.name} %(levelname)s %(name)s: %(message)s",

@@ -92,7 +92,9 @@ def dev(
     ] = 8000,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 60,
 ) -> None:
-    """Start NATS, an SMTP capture server, the three services and the site; Ctrl-C stops them all."""
+    """Start NATS, an SMTP capture server, the three services and the site, always as
+    development, bringing back any that dies (five times a minute at most); Ctrl-C stops
+    them all."""
     settings = Settings()
     stack = DevStack(
         data_dir=(data_dir or settings.data_dir).resolve(),

@@ -1,4 +1,5 @@
-"""`vestry dev`: the whole stack on one machine, as child processes that stop together."""
+"""`vestry dev`: the whole stack on one machine, as child processes that stop together,
+each brought back if it dies (NATS and the SMTP capture too)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,10 @@ class DevStack:
     say: Callable[[str], None] = print
     nats: NatsServer | None = None
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
     restarts: dict[str, list[float]] = field(default_factory=dict)
+    max_restarts_per_minute: int = 5
+    _held: set[str] = field(default_factory=set)  # too many restarts: said so, waiting
 
     @property
     def logs(self) -> Path:
@@ -64,6 +68,7 @@ class DevStack:
     def environment(self) -> dict[str, str]:
         return {
             **os.environ,
+            "VESTRY_ENV": "development",  # example keys, plain SMTP to the capture
             "VESTRY_DATA_DIR": str(self.data_dir),
             "VESTRY_NATS_URL": self.nats_url,
             "VESTRY_SMTP_HOST": "127.0.0.1",
@@ -119,6 +124,7 @@ class DevStack:
             self._spawn(service, [sys.executable, "-m", f"services.{service}"])
 
     def _spawn(self, name: str, command: list[str]) -> None:
+        self.commands[name] = command
         log = (self.logs / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
             command,
@@ -131,18 +137,40 @@ class DevStack:
         log.close()
 
     def restart_crashed(self) -> None:
-        """Bring back a service that exited on its own, at most five times a minute."""
+        """Bring back whatever exited on its own (NATS, the SMTP capture, a service or the
+        site), each at most ``max_restarts_per_minute`` times a minute, saying so."""
+        if self.nats is not None:
+            process = self.nats.process
+            code = None if process is None else process.poll()
+            if (process is None or code is not None) and self._may_restart("nats-server", code):
+                self.nats.process = None
+                try:
+                    self.nats.start()
+                except (OSError, TimeoutError) as failed:
+                    self.say(f"nats-server did not come back: {failed}")
         for name, child in list(self.children.items()):
-            if child.poll() is None or name == "smtp":
+            if child.poll() is None or not self._may_restart(name, child.returncode):
                 continue
-            recent = [t for t in self.restarts.get(name, []) if time.monotonic() - t < 60]
-            if len(recent) >= 5:
-                continue
-            self.restarts[name] = [*recent, time.monotonic()]
-            self.say(
-                f"{name} exited with code {child.returncode}; restarting (see {self.logs / (name + '.log')})"
-            )
-            self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+            self._spawn(name, self.commands[name])
+
+    def _may_restart(self, name: str, code: int | None) -> bool:
+        """Whether ``name``, which exited with ``code``, may be restarted now; says which."""
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(name, []) if now - t < 60]
+        self.restarts[name] = recent
+        log = self.logs / ("nats.log" if name == "nats-server" else f"{name}.log")
+        if len(recent) >= self.max_restarts_per_minute:
+            if name not in self._held:
+                self._held.add(name)
+                self.say(
+                    f"{name} exited with code {code} {len(recent)} times within a minute; "
+                    f"waiting before trying again (see {log})"
+                )
+            return False
+        self._held.discard(name)
+        self.restarts[name] = [*recent, now]
+        self.say(f"{name} exited with code {code}; restarting (see {log})")
+        return True
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every child, wait, then SIGKILL whatever is left; NATS last."""

@@ -6,14 +6,25 @@ happened (then by its id), so the order facts arrive in does not matter: a
 rebuild, which reads the streams one after another, gives the rows that live
 traffic, which reads them interleaved, built. An SMS opt-in on a booking form
 stays: opting out is the person's own choice, kept with their contact.
+
+A person's contact id is what an unsubscribe link names. It is an HMAC of their
+address under a key only this service holds (``VESTRY_CONTACT_ID_SECRET``), not a
+hash anyone could compute from the address: knowing someone's address is not
+enough to name them in a link, even to whoever holds the key that signs links.
+It is still fixed by the address, so a rebuild of the directory gives everyone
+back the id they had.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from contracts.envelope import derived_message_id
+from kernel.settings import Settings
 
 SOURCES = ("membership", "billing", "booking")
 
@@ -23,9 +34,22 @@ def stamp(occurred_at: datetime, fact_id: str) -> str:
     return f"{occurred_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {fact_id}"
 
 
-def contact_id_for(email: str) -> str:
-    """The id a person has before any choice of theirs is recorded: fixed by their email."""
-    return derived_message_id("contact", email)
+@functools.cache
+def contact_id_key() -> str:
+    """The key contact ids are derived with: ``VESTRY_CONTACT_ID_SECRET``, read once."""
+    return Settings().contact_id_secret
+
+
+def contact_id_for(email: str, key: str | None = None) -> str:
+    """The id a person has before any choice of theirs is recorded: fixed by their email
+    and the contact-id key (``contact_id_key()`` unless given), unguessable without it.
+
+    A UUID in form (version 4 bits, as the rest is indistinguishable from random).
+    """
+    secret = contact_id_key() if key is None else key
+    address = email.strip().lower().encode()
+    digest = hmac.new(secret.encode(), b"contact:" + address, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """`vestry dev` as an operator runs it: it starts, reports healthy, carries a member's
-welcome to the mailbox, and SIGTERM leaves no process behind."""
+welcome to the mailbox, and SIGTERM leaves no process behind. It brings back what
+dies, NATS and the SMTP capture included, a few times a minute at most."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from vestry.devstack import DevStack
 from vestry.mailcapture import read_mailbox
 from vestry.natsserver import free_port
 
@@ -135,3 +137,100 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
     assert alive == [], f"left running: {[p.pid for p in alive]}"
     after = vestry("status", env=env, timeout=30)
     assert after.returncode == 2 and "cannot reach NATS" in after.stderr
+
+
+def _part(dev: subprocess.Popen[str], marker: str) -> psutil.Process | None:
+    """The child of `vestry dev` whose command line holds ``marker``, if one runs."""
+    for child in psutil.Process(dev.pid).children(recursive=True):
+        try:
+            if marker in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_dev_stack_brings_back_nats_and_the_smtp_capture(tmp_path: Path) -> None:
+    nats_port = free_port()
+    env = {
+        **os.environ,
+        "VESTRY_DATA_DIR": str(tmp_path / "var"),
+        "VESTRY_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+        "VESTRY_ENV": "production",  # `vestry dev` stays development whatever the shell says
+        "COLUMNS": "200",
+    }
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vestry",
+            "dev",
+            "--nats-port",
+            str(nats_port),
+            "--smtp-port",
+            str(free_port()),
+            "--monitor-port",
+            str(free_port()),
+            "--web-port",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        status = vestry("--json", "status", "--wait", "60", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        killed = {}
+        for marker in ("vestry.mailcapture", "nats-server"):
+            part = _part(dev, marker)
+            assert part is not None, f"no {marker} under vestry dev"
+            killed[marker] = part.pid
+            part.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            back = {marker: _part(dev, marker) for marker in killed}
+            if all(p is not None and p.pid != killed[m] for m, p in back.items()):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"not brought back within 30 s: {back}")
+
+        status = vestry("--json", "status", "--wait", "60", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert json.loads(status.stdout)["healthy"] is True
+        joined = vestry(
+            "members",
+            "add",
+            "--name",
+            "Bolton Council",
+            "--tier",
+            "district",
+            "--email",
+            "ap@bolton.example.gov.uk",
+            env=env,
+        )
+        assert joined.returncode == 0, joined.stderr
+        deadline = time.monotonic() + 60  # through the new NATS to the new SMTP capture
+        while time.monotonic() < deadline and not read_mailbox(tmp_path / "var" / "mail"):
+            time.sleep(0.2)
+        assert [m.to for m in read_mailbox(tmp_path / "var" / "mail")] == [
+            "ap@bolton.example.gov.uk"
+        ]
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        output, _ = dev.communicate(timeout=30)
+    assert dev.returncode == 0, output
+    assert "smtp exited with code -9; restarting" in output
+    assert "nats-server exited with code -9; restarting" in output
+
+
+def test_dev_stack_restarts_a_part_at_most_five_times_a_minute(tmp_path: Path) -> None:
+    said: list[str] = []
+    stack = DevStack(data_dir=tmp_path, say=said.append)
+    assert [stack._may_restart("smtp", 1) for _ in range(7)] == [True] * 5 + [False] * 2
+    assert stack._may_restart("events", 1)  # each part counts for itself
+    assert len(said) == 7 and "smtp exited with code 1 5 times within a minute" in said[5]
+    stack.restarts["smtp"] = [time.monotonic() - 61] * 5  # a minute later
+    assert stack._may_restart("smtp", 1)

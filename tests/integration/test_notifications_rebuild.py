@@ -12,6 +12,7 @@ from typing import Any
 from nats.aio.client import Client
 from sqlalchemy import delete, update
 
+from contracts.envelope import derived_message_id
 from contracts.events_v1 import BookPlace, CancelBooking, UpdateEvent
 from contracts.notifications_v1 import AddContact, ForgetContact, ShowContact, Unsubscribe
 from contracts.system_v1 import RebuildRequest
@@ -20,6 +21,7 @@ from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import store
 from services.notifications.app import create_service
+from services.notifications.directory import contact_id_for
 from services.notifications.sms import read_captured
 from tests.conftest import Mailbox, eventually
 from tests.events_support import EVENT_DAY, Clock, events_service, published_event
@@ -116,6 +118,9 @@ async def test_rebuild_gives_back_the_directory_live_traffic_built_and_keeps_cho
 
     by_email = {row[0]: row for row in live}
     assert "f5@example.gov.uk" not in by_email  # forgotten, and not learnt back
+    # Everyone keeps their id through the rebuild: keyed, not computable from the address.
+    for email, row in by_email.items():
+        assert row[1] == contact_id_for(email) != derived_message_id("contact", email)
     assert "duty@gm.example.gov.uk" not in by_email  # added by hand: a choice, not a fact
     # The latest fact decides each field, whichever stream it came on.
     assert [by_email[f"f{n}@example.gov.uk"][5] for n in (0, 4, 7)] == [

@@ -217,6 +217,7 @@ def test_web_env_example() -> None:
     env = read_env(ENV_DIR / "web.env.example")
     web_fields = {f"VESTRY_WEB_{field}".upper() for field in WebSettings.model_fields}
     read_by_web = web_fields | {
+        "VESTRY_ENV",
         "VESTRY_NATS_URL",
         "VESTRY_PARTNERSHIP_NAME",
         "VESTRY_PUBLIC_URL",

@@ -1,15 +1,25 @@
 """The unsubscribe link in a broadcast works, over HTTP against the public site:
 GET only asks, POST (the button, or a mail client's RFC 8058 one-click request)
 takes the person off that topic, a changed link is refused, and the next
-broadcast does not reach them."""
+broadcast does not reach them. A link forged from someone's address (the id anyone
+could compute from it, signed with the example key) takes nobody off anything."""
 
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from nats.aio.client import Client
 
-from contracts.notifications_v1 import AddContact, BroadcastCompleted, SendBroadcast, ShowContact
-from kernel.commands import request
+from contracts.envelope import derived_message_id
+from contracts.notifications_v1 import (
+    AddContact,
+    BroadcastCompleted,
+    SendBroadcast,
+    ShowContact,
+    Unsubscribe,
+)
+from kernel import links
+from kernel.commands import CommandFailed, request
 from kernel.settings import Settings
 from tests.conftest import Mailbox, eventually
 from tests.notifications_support import quick, stream_facts
@@ -69,6 +79,33 @@ async def test_one_click_unsubscribe_over_http(
         assert second["recipients"] == 1
         await eventually(lambda: _completed(nc, 2), what="the second broadcast completed")
     assert [m.to for m in mailbox.mails()].count(OFFICER) == 1
+
+
+async def test_a_link_forged_from_an_address_unsubscribes_nobody(
+    settings: Settings, nc: Client, mailbox: Mailbox
+) -> None:
+    port = free_port()
+    settings = quick(settings, public_url=f"http://127.0.0.1:{port}")
+    assert settings.unsubscribe_secret == "change-me"  # the example key: the forger knows it
+    async with running_site(settings, port=port), aiohttp.ClientSession() as web:
+        await request(nc, AddContact(email=OFFICER, topics=["warp"]))
+        guessed = derived_message_id("contact", OFFICER)  # what ids were: uuid5 of the address
+        forged = links.unsubscribe_url(settings.public_url, "change-me", guessed, "warp")
+        async with web.post(forged, data="List-Unsubscribe=One-Click") as answer:
+            # The page may answer as for someone already forgotten; nothing changes.
+            assert answer.status in (200, 400)
+        shown = await request(nc, ShowContact(contact=OFFICER))
+        assert shown["topics"] == ["warp"] and shown["contact_id"] != guessed
+        with pytest.raises(CommandFailed) as refused:  # the service knows no such person
+            await request(nc, Unsubscribe(contact=guessed, topics=["warp"]))
+        assert refused.value.error.code == "not_found"
+
+        await broadcast(nc, "Still subscribed")
+        await eventually(lambda: len(mailbox.mails()) == 1, what="the advisory")
+        (mail,) = mailbox.mails()
+        assert mail.to == OFFICER
+        real = mail.message["List-Unsubscribe"].strip("<>")
+        assert f"c={shown['contact_id']}&" in real and f"c={guessed}" not in real
 
 
 async def _completed(nc: Client, count: int) -> bool:
