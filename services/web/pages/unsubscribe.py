@@ -33,8 +33,11 @@ async def unsubscribe(request: Request) -> Response:
         try:
             await request.app.state.gateway.ask(Unsubscribe(contact=contact_id, topics=[topic]))
         except CommandFailed as refused:
-            if refused.error.code != "not_found":  # already forgotten: nothing to take off
-                raise
+            # Nobody by that id: a link from before the ids were keyed, or for a person
+            # since forgotten. Say the link does not work rather than claim a change.
+            if refused.error.code == "not_found":
+                raise BadLink() from None
+            raise
         return render(request, "pages/unsubscribe/done.html", {"topic": TOPICS[topic]})
     return render(request, "pages/unsubscribe/ask.html", {"topic": TOPICS[topic]})
 
