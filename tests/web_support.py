@@ -59,6 +59,9 @@ async def running_site(
                 port=port,
                 log_level="warning",
                 lifespan="on",
+                # As in production: idle connections outlive the client's, so a client never
+                # reuses one the server is closing (a ReadError under load).
+                timeout_keep_alive=75,
             )
         )
         serving = asyncio.create_task(server.serve())

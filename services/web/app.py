@@ -121,4 +121,7 @@ def serve() -> None:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Longer than the proxy's own keep-alive (nginx: 60 s), so the proxy never
+        # sends a request down a connection uvicorn is closing.
+        timeout_keep_alive=75,
     )
