@@ -61,8 +61,13 @@ class CsrfFailed(Exception):
     """Raised when a form comes back without the token its page was given."""
 
 
+# The largest form the site takes: a booking is well under 2 KiB.
+MAX_BODY = 64 * 1024
+
+
 class SecureDoor:
-    """ASGI middleware: every response gets the security headers; every visitor a CSRF cookie."""
+    """ASGI middleware: every response gets the security headers; every visitor a CSRF
+    cookie; a body larger than any form of the site's is refused before it is read."""
 
     def __init__(self, app: ASGIApp, *, secret: str, secure_cookies: bool) -> None:
         self.app = app
@@ -72,6 +77,9 @@ class SecureDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD") and (problem := _body_problem(scope)):
+            await _refuse(send, *problem)
             return
         cookie = _cookie(scope, CSRF_COOKIE)
         fresh = cookie is None or len(cookie) != 43
@@ -100,6 +108,33 @@ class SecureDoor:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _body_problem(scope: Scope) -> tuple[int, str] | None:
+    length = None
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            length = value
+        elif key == b"transfer-encoding":
+            return 411, "Send the form with its length."
+    if length is None:
+        return None  # no body
+    if not length.isdigit():
+        return 400, "The request's length is not a number."
+    if int(length) > MAX_BODY:
+        return 413, "That is more than any form on this site takes. Nothing was changed."
+    return None
+
+
+async def _refuse(send: Send, status: int, text: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *HEADERS],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
 
 
 def csrf_token(secret: str, cookie: str) -> str:

@@ -294,3 +294,25 @@ async def test_feeds_parse_independently_and_every_link_opens_a_page_on_the_site
             one = vobject.readOne((await client.get(f"/events/{first}.ics")).text)
             assert one.vevent.uid.value == f"{first}@events.vestry"
             assert (await client.get("/events/NOPE.ics")).status_code == 404
+
+
+async def test_a_body_larger_than_any_form_is_refused_before_it_is_read(
+    settings: Settings, nc: Client
+) -> None:
+    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+        event_id = await upcoming_event(nc, capacity=5)
+        token = await form_token(client, f"/events/{event_id}/book")
+        huge = await client.post(
+            f"/events/{event_id}/book",
+            data={"csrf_token": token, **PERSON, "organisation_name": "x" * 200_000},
+        )
+        assert huge.status_code == 413 and "Nothing was changed" in huge.text
+        assert huge.headers["x-frame-options"] == "DENY"
+
+        async def chunks():  # no length given: refused rather than read without end
+            yield b"name=a&"
+            yield b"email=b@example.org"
+
+        streamed = await client.post(f"/events/{event_id}/book", content=chunks())
+        assert streamed.status_code == 411
+        assert await bookings_stored(site, event_id) == 0
