@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 Kind = Literal["fact", "command"]
 
@@ -40,6 +40,30 @@ class Message(BaseModel):
     KIND: ClassVar[Kind]
 
 
+class Actor(BaseModel):
+    """Who caused a message: a member of staff signed in to the back office.
+
+    The web service sets it on every command a staff member's page sends; a fact a
+    service publishes while handling that command inherits it (``Envelope.wrap`` with
+    ``causation``), so the streams say who did what, when and from where. Messages
+    that nobody in particular caused (the CLI, scheduled runs, a booker on the public
+    site) carry none.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["staff"] = Field(
+        default="staff", description="What sort of actor: a back-office staff account."
+    )
+    id: str = Field(max_length=64, description="The staff account's id in the web service.")
+    name: str = Field(max_length=200, description="The staff member's name, as the audit shows it.")
+    address: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Where the request came from: the client's IP address as the site saw it.",
+    )
+
+
 class Envelope(BaseModel):
     """What travels on the wire: identity, causality and the message body."""
 
@@ -58,6 +82,16 @@ class Envelope(BaseModel):
         default=None, description="Id of the message that caused this one, if any."
     )
     data: dict[str, Any] = Field(description="The message body, as the registered model dumps it.")
+    # Inline, not a $ref: the Envelope's schema is copied into every message of the
+    # AsyncAPI document, where a local $defs would not follow it.
+    actor: Annotated[
+        Actor | None,
+        WithJsonSchema({"anyOf": [Actor.model_json_schema(), {"type": "null"}]}),
+    ] = Field(
+        default=None,
+        description="Who caused it, when a member of staff did; left out of the wire form "
+        "when there is none.",
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -73,11 +107,15 @@ class Envelope(BaseModel):
         correlation_id: str | None = None,
         causation: Envelope | None = None,
         occurred_at: datetime | None = None,
+        actor: Actor | None = None,
     ) -> Envelope:
-        """Put ``message`` in an envelope; a caused message inherits its cause's correlation."""
+        """Put ``message`` in an envelope; a caused message inherits its cause's correlation
+        and, unless given its own, its cause's actor."""
         message_id = id or new_message_id()
         if correlation_id is None:
             correlation_id = causation.correlation_id if causation else message_id
+        if actor is None and causation is not None:
+            actor = causation.actor
         return cls(
             id=message_id,
             type=message.TYPE,
@@ -86,10 +124,12 @@ class Envelope(BaseModel):
             correlation_id=correlation_id,
             causation_id=causation.id if causation else None,
             data=message.model_dump(mode="json"),
+            actor=actor,
         )
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        # Without an actor the wire form is what it was before there were actors.
+        return self.model_dump_json(exclude={"actor"} if self.actor is None else None).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:

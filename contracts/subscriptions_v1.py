@@ -111,6 +111,29 @@ class MembershipEnded(Message):
     ends_on: date = Field(description="Last day of the membership.")
 
 
+@register
+class BillingContactChanged(Message):
+    """Fact: a member's billing contact changed (email, postal address or purchase-order
+    reference).
+
+    Sent once per accepted ``ChangeBillingContact``, in its transaction. Not sent when a
+    member joins or rejoins (``MembershipStarted`` carries the contact then).
+    """
+
+    TYPE: ClassVar[str] = "BillingContactChanged"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "subscriptions.membership.billing_contact_changed"
+    KIND: ClassVar[Literal["fact"]] = "fact"
+
+    membership_id: str = Field(description="Id of the membership.")
+    member_id: str = Field(description="Id of the member organisation.")
+    member_name: str = Field(description="The organisation's name.")
+    billing_email: EmailStr = Field(description="The billing email from now on.")
+    previous_billing_email: EmailStr = Field(description="The billing email until now.")
+    billing_address: str | None = Field(description="The billing postal address, if any.")
+    purchase_order: str | None = Field(description="The purchase-order reference, if any.")
+
+
 # Membership commands beyond joining
 
 MemberRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
@@ -172,6 +195,60 @@ class LeaveMember(_Command):
 
     member: MemberRef = Field(description="The member's id or name.")
     leaves_on: date = Field(description="Last day of the membership (Europe/London date).")
+
+
+@register
+class ChangeBillingContact(_Command):
+    """Command: change a member's billing contact: its email, postal address and the
+    purchase-order reference shown on its invoices.
+
+    A field left out stays as it is; an empty address or reference removes it.
+    Invoices already issued keep what they were issued with; later invoices, credit
+    notes, receipts and reminders go to the new contact. Answered with the contact
+    as it now is, or refused (``not_found``, ``invalid`` when nothing is given).
+    """
+
+    TYPE: ClassVar[str] = "ChangeBillingContact"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.change_billing_contact"
+
+    member: MemberRef = Field(description="The member's id or name.")
+    billing_email: EmailStr | None = Field(
+        default=None, description="The new billing email.", examples=["ap@bury.example.gov.uk"]
+    )
+    billing_address: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The billing contact's postal address, lines separated by commas; "
+        "empty to remove it.",
+        examples=["Town Hall, Knowsley Street, Bury BL9 0SW"],
+    )
+    purchase_order: str | None = Field(
+        default=None,
+        max_length=50,
+        description="The member's purchase-order reference, shown on its invoices; empty to "
+        "remove it.",
+        examples=["PO-2026-0412"],
+    )
+
+
+@register
+class RejoinMember(_Command):
+    """Command: a member that left joins again, as a new membership, from a date.
+
+    Answered with the new membership's id, or refused: ``not_found``; ``conflict``
+    while its membership has not ended; ``invalid`` for a date before its last
+    membership ended, or an unknown tier.
+    """
+
+    TYPE: ClassVar[str] = "RejoinMember"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.rejoin_member"
+
+    member: MemberRef = Field(description="The member's id or name.")
+    tier: TierCode = Field(description="Code of the tier it rejoins at.")
+    joined_on: date = Field(description="First day of the new membership (Europe/London date).")
+    billing_email: EmailStr | None = Field(
+        default=None, description="Where invoices go; the last membership's if left out."
+    )
 
 
 @register
@@ -292,6 +369,23 @@ class VoidInvoice(_Command):
 
     invoice: InvoiceNumber = Field(description="The invoice number.")
     reason: str = Field(min_length=3, max_length=200, description="Why, for the record.")
+
+
+@register
+class ReissueInvoice(_Command):
+    """Command: bill a member again for the year of a void yearly invoice, under a new number.
+
+    The void invoice keeps its number in the series; the new one is billed as a run
+    would bill it now (each month at its tier) and names the one it replaces.
+    Answered with both numbers, or refused: ``not_found``; ``invalid`` when the
+    invoice is not void or not a yearly subscription invoice, or nothing is owed;
+    ``conflict`` when the member already has a live invoice for that year.
+    """
+
+    TYPE: ClassVar[str] = "ReissueInvoice"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.reissue_invoice"
+
+    invoice: InvoiceNumber = Field(description="The void invoice's number.")
 
 
 # Invoicing facts

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from contracts.money import Money
 from contracts.subscriptions_v1 import (
+    ChangeBillingContact,
     ChangeTier,
     ImportMembers,
     InvoiceRunStatus,
@@ -30,6 +31,8 @@ from contracts.subscriptions_v1 import (
     ListInvoices,
     ListMembers,
     RecordPayment,
+    ReissueInvoice,
+    RejoinMember,
     RunInvoicing,
     ShowInvoice,
     ShowMember,
@@ -216,6 +219,10 @@ def members_show(
         console.print(f"[bold]{reply['name']}[/]  ({reply['member_id']})")
         console.print(f"tier: {reply['tier_label']} ({reply['tier']})")
         console.print(f"billing: {reply['billing_email']}  {reply['phone'] or ''}")
+        if reply["billing_address"]:
+            console.print(f"address: {reply['billing_address']}")
+        if reply["purchase_order"]:
+            console.print(f"purchase order: {reply['purchase_order']}")
         console.print(
             f"member from {reply['starts_on']}"
             + (f" to {reply['ends_on']}" if reply["ends_on"] else "")
@@ -261,6 +268,70 @@ def members_leave(
         lambda: console.print(
             f"{member} leaves on {on}."
             + (f" Refund {', '.join(reply['documents'])}." if reply["documents"] else "")
+        ),
+    )
+
+
+@members_app.command("contact")
+def members_contact(
+    ctx: typer.Context,
+    member: Annotated[str, typer.Argument(help="The member's name or id.")],
+    email: Annotated[str | None, typer.Option(help="The new billing email.")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Billing postal address, lines separated by commas ('' removes it)."),
+    ] = None,
+    po: Annotated[
+        str | None,
+        typer.Option("--po", help="Purchase-order reference shown on invoices ('' removes it)."),
+    ] = None,
+) -> None:
+    """Change a member's billing contact: email, postal address, purchase-order reference."""
+    options = options_of(ctx)
+    command = build(
+        options,
+        ChangeBillingContact,
+        member=member,
+        billing_email=email,
+        billing_address=address,
+        purchase_order=po,
+    )
+    reply = send(options, command, timeout=10)
+    emit(
+        options,
+        {"ok": True, **reply},
+        lambda: console.print(
+            f"{member}: invoices go to {reply['billing_email']}"
+            + (f", {reply['billing_address']}" if reply["billing_address"] else "")
+            + (f"; purchase order {reply['purchase_order']}" if reply["purchase_order"] else "")
+            + "."
+        ),
+    )
+
+
+@members_app.command("rejoin")
+def members_rejoin(
+    ctx: typer.Context,
+    member: Annotated[str, typer.Argument(help="The member's name or id.")],
+    tier: Annotated[str, typer.Option(help="The tier it rejoins at.")],
+    on: Annotated[str, typer.Option("--on", help="First day of the new membership, YYYY-MM-DD.")],
+    email: Annotated[
+        str | None, typer.Option(help="Billing email (default: the last membership's).")
+    ] = None,
+) -> None:
+    """A member that left joins again, as a new membership."""
+    options = options_of(ctx)
+    command = build(
+        options, RejoinMember, member=member, tier=tier, joined_on=on, billing_email=email
+    )
+    reply = send(options, command, timeout=10)
+    emit(
+        options,
+        {"ok": True, **reply},
+        lambda: console.print(
+            f"{member} rejoins at the {tier} tier from {on}"
+            + (f"; it pays from {reply['pays_from']}" if reply["pays_from"] != on else "")
+            + "."
         ),
     )
 
@@ -511,6 +582,24 @@ def invoices_void(
     options = options_of(ctx)
     reply = send(options, build(options, VoidInvoice, invoice=number, reason=reason), timeout=10)
     emit(options, {"ok": True, **reply}, lambda: console.print(f"{reply['invoice']} is void."))
+
+
+@invoices_app.command("reissue")
+def invoices_reissue(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The void yearly invoice's number.")],
+) -> None:
+    """Bill a member again for the year of a void invoice, under a new number."""
+    options = options_of(ctx)
+    reply = send(options, build(options, ReissueInvoice, invoice=number), timeout=10)
+    emit(
+        options,
+        {"ok": True, **reply},
+        lambda: console.print(
+            f"{reply['invoice']} issued for {pounds(reply['gross'])}; "
+            f"it replaces {reply['replaces']} (void)."
+        ),
+    )
 
 
 # Payments

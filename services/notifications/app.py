@@ -24,10 +24,17 @@ from contracts.notifications_v1 import (
     Subscribe,
     Unsubscribe,
 )
-from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
+from contracts.subscriptions_v1 import (
+    CreditNoteIssued,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoicePaid,
+    MembershipStarted,
+)
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import NAME, handlers, store
+from services.notifications.handlers.facts import on_credit_note_issued
 from services.notifications.handlers.learning import LEARNERS
 from services.notifications.sender import run_sender
 from services.notifications.sms import segment_limit_check
@@ -47,6 +54,7 @@ def create_service(settings: Settings | None = None) -> Service:
     service.consume(InvoiceIssued)(handlers.on_invoice_issued)
     service.consume(InvoicePaid)(handlers.on_invoice_paid)
     service.consume(InvoiceOverdue)(handlers.on_invoice_overdue)
+    service.consume(CreditNoteIssued)(on_credit_note_issued)
     # EventCancelled itself names nobody: the BookingCancelled of each booking it
     # cancelled (reason event_cancelled) is what reaches the people.
     service.consume(BookingConfirmed)(partial(handlers.on_booking_confirmed, fit_sms=fit_sms))

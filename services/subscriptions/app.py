@@ -51,6 +51,8 @@ def create_service(
         (messages.ImportMembers, handlers.import_members),
         (messages.ChangeTier, handlers.change_tier),
         (messages.LeaveMember, handlers.leave_member),
+        (messages.ChangeBillingContact, handlers.change_billing_contact),
+        (messages.RejoinMember, handlers.rejoin_member),
         (messages.ListMembers, handlers.list_members),
         (messages.ShowMember, handlers.show_member),
         (messages.RunInvoicing, handlers.run_invoicing),
@@ -60,6 +62,7 @@ def create_service(
         (messages.InvoiceSummary, handlers.invoice_summary),
         (messages.RecordPayment, handlers.record_payment),
         (messages.VoidInvoice, handlers.void_invoice),
+        (messages.ReissueInvoice, handlers.reissue_invoice),
     ):
         service.command(model)(handler)
     service.consume(BookingChargeable)(handlers.booking_chargeable)

@@ -8,12 +8,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from services.subscriptions.domain.billing import pounds
 from services.subscriptions.settings import BillingSettings
-
-
-def pounds(pence: int) -> str:
-    sign = "-" if pence < 0 else ""
-    return f"{sign}£{abs(pence) / 100:,.2f}"
 
 
 def long_date(iso: str | None) -> str:

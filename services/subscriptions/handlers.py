@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,8 @@ from contracts.envelope import derived_message_id
 from contracts.events_v1 import BookingCancelled, BookingChargeable
 from contracts.money import Money
 from contracts.subscriptions_v1 import (
+    BillingContactChanged,
+    ChangeBillingContact,
     ChangeTier,
     ImportMembers,
     InvoicePaid,
@@ -36,6 +38,8 @@ from contracts.subscriptions_v1 import (
     MembershipEnded,
     MembershipStarted,
     RecordPayment,
+    ReissueInvoice,
+    RejoinMember,
     RunInvoicing,
     ShowInvoice,
     ShowMember,
@@ -47,7 +51,15 @@ from services.subscriptions import domain, invoicing, store
 from services.subscriptions.document import render_invoice
 from services.subscriptions.domain import billing
 from services.subscriptions.domain.billing import Charge, Line
+from services.subscriptions.domain.bounds import Bounds
 from services.subscriptions.domain.catalog import financial_year
+from services.subscriptions.domain.timeline import (
+    DatedTier,
+    leaving_documents,
+    pays_from_on_rejoining,
+    tier_change_documents,
+    yearly_charge,
+)
 from services.subscriptions.settings import BillingSettings
 from services.subscriptions.store import Invoice, InvoiceRun, Member, Membership, Payment
 
@@ -69,15 +81,36 @@ class Subscriptions:
     catalog: domain.Catalog
     clock: Clock = utc_now
     runner: invoicing.Runner | None = None
+    bounds: Bounds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bounds = self.settings.bounds()
 
     def today(self) -> date:
         """Today in Europe/London, the calendar people bill by."""
         return self.clock().astimezone(LONDON).date()
 
+    def _in_bounds(self, *checks: Callable[[], None]) -> None:
+        """Run the bounds ``checks``; the first that fails refuses the command."""
+        try:
+            for check in checks:
+                check()
+        except billing.BillingError as error:
+            raise _refused(error) from None
+
     # Members
 
     async def join_member(self, command: JoinMember, ctx: CommandContext) -> dict[str, Any]:
         """Enrol a member and publish MembershipStarted in the same transaction."""
+        self._in_bounds(lambda: self.bounds.check_date(command.joined_on, "joined_on"))
+        found = await store.find_member(ctx.session, command.name)
+        if found is not None and found[1].ends_on is not None:
+            raise Refused(
+                "conflict",
+                f"{found[0].name} was a member until {found[1].ends_on}; rejoin it "
+                "(vestry members rejoin) rather than join it again",
+                "name",
+            )
         try:
             new = domain.join(
                 name=command.name,
@@ -119,6 +152,11 @@ class Subscriptions:
                 problems.append(
                     ("invalid", line, f"unknown tier {member.tier!r}; the tiers are {known}")
                 )
+            else:
+                try:
+                    self.bounds.check_date(member.joined_on, "joined_on")
+                except billing.BillingError as error:
+                    problems.append((error.code, line, str(error)))
             seen.setdefault(key, line)
         if problems:
             code, line, _ = problems[0]
@@ -137,61 +175,76 @@ class Subscriptions:
         return found
 
     async def change_tier(self, command: ChangeTier, ctx: CommandContext) -> dict[str, Any]:
-        """Move a member to another tier; if its year is billed, credit the old and invoice the new."""
+        """Move a member to another tier from a date. A year not yet billed will bill each
+        month at its tier; for each year already billed that the change reaches, credit
+        the months it changes at their old tier and invoice them at the new one."""
+        self._in_bounds(lambda: self.bounds.check_date(command.effective_on, "effective_on"))
         member, membership = await self._member(ctx.session, command.member)
+        before = await store.timeline_of(ctx.session, membership)
+        old_code = before.tier_on(command.effective_on)
+        change = DatedTier(command.effective_on, command.tier)
+        # Locked: a void or a payment committed between this read and the credit note
+        # would leave a credit against a void invoice, or more settled than billed.
+        billed = await store.live_recurring_invoices(
+            ctx.session,
+            membership.id,
+            from_year=financial_year(command.effective_on),
+            for_update=True,
+        )
         try:
             domain.check_tier_change(
-                current_tier=membership.tier,
+                current_tier=old_code,
                 new_tier=command.tier,
                 starts_on=membership.starts_on,
                 ends_on=membership.ends_on,
                 effective_on=command.effective_on,
                 tiers=self.catalog.tiers,
             )
-            year = financial_year(command.effective_on)
-            old, new = self.catalog.tier(membership.tier), self.catalog.tier(command.tier)
-            old_price, new_price = old.price_for(year), new.price_for(year)
+            self.catalog.price(command.tier, financial_year(command.effective_on))
+            documents_due = tier_change_documents(
+                self.catalog, before, change, list(billed), self.catalog.refund_leavers
+            )
         except (domain.MembershipError, domain.CatalogError) as error:
             raise _refused(error) from None
+        who = invoicing.Billed.member(member, membership)
         documents: list[str] = []
-        # Locked: a void committed between this read and the credit note would
-        # leave a credit against a void invoice.
-        billed = await store.recurring_invoice(ctx.session, membership.id, year, for_update=True)
-        if billed is not None and billed.status != "void":
-            billed_from = billing.first_billable_month(year, membership.starts_on) or 0
-            credit, invoice = billing.tier_change_charges(
-                effective_on=command.effective_on,
-                old_tier=old.code,
-                old_label=old.label,
-                old_price=old_price,
-                new_tier=new.code,
-                new_label=new.label,
-                new_price=new_price,
-                billed_from_month=billed_from,
+        for year, credit, invoice in documents_due:
+            common = {
+                "billed": who,
+                "issued_on": self.today(),
+                "due_days": self.settings.invoice_due_days,
+            }
+            # The new tier's invoice first, so that what the credit note leaves over
+            # once the old invoice is settled goes against it.
+            issued = await invoicing.issue(
+                ctx.session, ctx.publish, invoice, tier=command.tier, **common
             )
-            who = invoicing.Billed(member.id, membership.id, member.name, membership.billing_email)
-            for charge, tier in ((credit, old.code), (invoice, new.code)):
-                row = await invoicing.issue(
-                    ctx.session,
-                    ctx.publish,
-                    charge,
-                    billed=who,
-                    issued_on=self.today(),
-                    due_days=self.settings.invoice_due_days,
-                    tier=tier,
-                    credits=billed if charge.kind == "credit_note" else None,
-                )
-                documents.append(store.display_number(row["series"], row["number"]))
+            new_invoice = await ctx.session.get(Invoice, issued["id"])
+            assert new_invoice is not None
+            note = await invoicing.issue(
+                ctx.session,
+                ctx.publish,
+                credit,
+                tier=old_code,
+                credits=billed[year],
+                against=[billed[year], new_invoice],
+                **common,
+            )
+            documents += [
+                store.display_number(note["series"], note["number"]),
+                store.display_number(issued["series"], issued["number"]),
+            ]
         ctx.session.add(
             store.TierChange(
                 membership_id=membership.id,
-                old_tier=membership.tier,
+                old_tier=old_code,
                 new_tier=command.tier,
                 effective_on=command.effective_on,
                 recorded_at=self.clock(),
             )
         )
-        old_code, membership.tier = membership.tier, command.tier
+        # The membership's own tier is the one it ends up at, once every change is in force.
+        membership.tier = before.with_change(change).tier_on(date.max)
         await ctx.publish(
             MembershipChanged(
                 membership_id=membership.id,
@@ -205,7 +258,9 @@ class Subscriptions:
         return {"member_id": member.id, "documents": documents}
 
     async def leave_member(self, command: LeaveMember, ctx: CommandContext) -> dict[str, Any]:
-        """End a membership; refund unused months if the catalog says so and the year is billed."""
+        """End a membership on its last day. Credit the unused months of a billed year if
+        the catalog refunds leavers, and any later year billed in advance in full."""
+        self._in_bounds(lambda: self.bounds.check_date(command.leaves_on, "leaves_on"))
         member, membership = await self._member(ctx.session, command.member)
         try:
             domain.check_leaving(
@@ -215,35 +270,34 @@ class Subscriptions:
             )
         except domain.MembershipError as error:
             raise _refused(error) from None
+        before = await store.timeline_of(ctx.session, membership)
+        billed = await store.live_recurring_invoices(  # locked, as in change_tier
+            ctx.session,
+            membership.id,
+            from_year=financial_year(command.leaves_on),
+            for_update=True,
+        )
+        try:
+            credits_due = leaving_documents(
+                self.catalog, before, command.leaves_on, list(billed), self.catalog.refund_leavers
+            )
+        except domain.CatalogError as error:
+            raise _refused(error) from None
         membership.ends_on = command.leaves_on
         documents: list[str] = []
-        year = financial_year(command.leaves_on)
-        billed = await store.recurring_invoice(  # locked, as in change_tier
-            ctx.session, membership.id, year, for_update=True
-        )
-        if self.catalog.refund_leavers and billed is not None and billed.status != "void":
-            tier = self.catalog.tier(membership.tier)
-            refund = billing.leaver_refund(
-                ends_on=command.leaves_on,
-                tier_code=tier.code,
-                tier_label=tier.label,
-                price=tier.price_for(year),
-                billed_from_month=billing.first_billable_month(year, membership.starts_on) or 0,
+        who = invoicing.Billed.member(member, membership)
+        for year, credit in credits_due:
+            row = await invoicing.issue(
+                ctx.session,
+                ctx.publish,
+                credit,
+                billed=who,
+                issued_on=self.today(),
+                due_days=self.settings.invoice_due_days,
+                tier=credit.lines[0].tier,
+                credits=billed[year],
             )
-            if refund is not None:
-                row = await invoicing.issue(
-                    ctx.session,
-                    ctx.publish,
-                    refund,
-                    billed=invoicing.Billed(
-                        member.id, membership.id, member.name, membership.billing_email
-                    ),
-                    issued_on=self.today(),
-                    due_days=self.settings.invoice_due_days,
-                    tier=tier.code,
-                    credits=billed,
-                )
-                documents.append(store.display_number(row["series"], row["number"]))
+            documents.append(store.display_number(row["series"], row["number"]))
         await ctx.publish(
             MembershipEnded(
                 membership_id=membership.id,
@@ -254,6 +308,95 @@ class Subscriptions:
         )
         return {"member_id": member.id, "documents": documents}
 
+    async def change_billing_contact(
+        self, command: ChangeBillingContact, ctx: CommandContext
+    ) -> dict[str, Any]:
+        """Change the billing email, address or purchase-order reference; publish the change.
+
+        Invoices already issued keep the contact they were issued with."""
+        member, membership = await self._member(ctx.session, command.member)
+        if (command.billing_email, command.billing_address, command.purchase_order) == (
+            None,
+            None,
+            None,
+        ):
+            raise Refused(
+                "invalid",
+                "give a billing email, a billing address or a purchase-order reference",
+                "member",
+            )
+        previous = membership.billing_email
+        if command.billing_email is not None:
+            membership.billing_email = str(command.billing_email).lower()
+        if command.billing_address is not None:
+            membership.billing_address = _one_line(command.billing_address) or None
+        if command.purchase_order is not None:
+            member.reference = command.purchase_order.strip() or None
+        await ctx.publish(
+            BillingContactChanged(
+                membership_id=membership.id,
+                member_id=member.id,
+                member_name=member.name,
+                billing_email=membership.billing_email,
+                previous_billing_email=previous,
+                billing_address=membership.billing_address,
+                purchase_order=member.reference,
+            )
+        )
+        return {
+            "member_id": member.id,
+            "billing_email": membership.billing_email,
+            "billing_address": membership.billing_address,
+            "purchase_order": member.reference,
+        }
+
+    async def rejoin_member(self, command: RejoinMember, ctx: CommandContext) -> dict[str, Any]:
+        """A member that left starts a new membership; publish MembershipStarted.
+
+        It pays from its joining day, unless its last membership already paid for the
+        months it rejoins in."""
+        self._in_bounds(lambda: self.bounds.check_date(command.joined_on, "joined_on"))
+        member, last = await self._member(ctx.session, command.member)
+        try:
+            domain.check_rejoining(
+                name=member.name, ends_on=last.ends_on, joined_on=command.joined_on
+            )
+            self.catalog.tier(command.tier)
+        except (domain.MembershipError, domain.CatalogError) as error:
+            raise _refused(error) from None
+        assert last.ends_on is not None
+        pays_from = pays_from_on_rejoining(
+            left_on=last.ends_on,
+            joined_on=command.joined_on,
+            refund_leavers=self.catalog.refund_leavers,
+        )
+        membership = Membership(
+            id=str(uuid.uuid4()),
+            member_id=member.id,
+            tier=command.tier,
+            billing_email=str(command.billing_email or last.billing_email).lower(),
+            billing_address=last.billing_address,
+            starts_on=command.joined_on,
+            billing_starts_on=pays_from if pays_from != command.joined_on else None,
+        )
+        ctx.session.add(membership)
+        await ctx.session.flush()
+        await ctx.publish(
+            MembershipStarted(
+                membership_id=membership.id,
+                member_id=member.id,
+                member_name=member.name,
+                tier=membership.tier,
+                billing_email=membership.billing_email,
+                starts_on=membership.starts_on,
+            )
+        )
+        return {
+            "member_id": member.id,
+            "membership_id": membership.id,
+            "pays_from": pays_from.isoformat(),
+        }
+
     async def list_members(self, command: ListMembers, ctx: CommandContext) -> dict[str, Any]:
         """Every member with its current tier; changes nothing."""
         query = (
@@ -261,9 +404,11 @@ class Subscriptions:
             .join(Membership, Membership.member_id == Member.id)
             .order_by(Member.name)
         )
-        if command.tier:
-            query = query.where(Membership.tier == command.tier)
         today = self.today()
+        latest: dict[str, tuple[Member, Membership]] = {}  # a rejoined member: its latest
+        for member, membership in await ctx.session.execute(query):
+            if member.id not in latest or membership.starts_on > latest[member.id][1].starts_on:
+                latest[member.id] = (member, membership)
         members = [
             {
                 "member_id": member.id,
@@ -272,9 +417,13 @@ class Subscriptions:
                 "billing_email": membership.billing_email,
                 "starts_on": membership.starts_on.isoformat(),
                 "ends_on": membership.ends_on.isoformat() if membership.ends_on else None,
-                "current": membership.ends_on is None or membership.ends_on >= today,
+                # Changes take effect on their dates: a member that joins later or has
+                # left is not current today.
+                "current": membership.starts_on <= today
+                and (membership.ends_on is None or membership.ends_on >= today),
             }
-            for member, membership in await ctx.session.execute(query)
+            for member, membership in latest.values()
+            if not command.tier or membership.tier == command.tier
         ]
         return {"members": members}
 
@@ -294,15 +443,47 @@ class Subscriptions:
             if membership.tier in self.catalog.tiers
             else membership.tier,
             "billing_email": membership.billing_email,
+            "billing_address": membership.billing_address,
+            "purchase_order": member.reference,
             "starts_on": membership.starts_on.isoformat(),
             "ends_on": membership.ends_on.isoformat() if membership.ends_on else None,
+            "memberships": [
+                {
+                    "membership_id": m.id,
+                    "starts_on": m.starts_on.isoformat(),
+                    "ends_on": m.ends_on.isoformat() if m.ends_on else None,
+                    "pays_from": m.pays_from.isoformat(),
+                }
+                for m in await store.memberships_of(ctx.session, member.id)
+            ],
+            "tier_today": (await store.timeline_of(ctx.session, membership)).tier_on(self.today()),
+            "tier_changes": [
+                {
+                    "effective_on": change.effective_on.isoformat(),
+                    "old_tier": change.old_tier,
+                    "new_tier": change.new_tier,
+                }
+                for change in (await store.tier_changes_of(ctx.session, [membership.id])).get(
+                    membership.id, []
+                )
+            ],
             "documents": [invoice_summary_row(d) for d in documents],
         }
 
     # Invoicing runs
 
     async def run_invoicing(self, command: RunInvoicing, ctx: CommandContext) -> dict[str, Any]:
-        """Preview a year's run (dry run), or record a run for the runner and answer its id."""
+        """Preview a year's run (dry run), or record a run for the runner and answer its id.
+
+        Refused for a year outside the books' window, or a run dated more than the grace
+        period in the past."""
+        issued_on = command.issued_on or self.today()
+        self._in_bounds(
+            lambda: self.bounds.check_year(command.year),
+            lambda: (
+                None if command.dry_run else self.bounds.check_run_date(issued_on, self.today())
+            ),
+        )
         try:
             if command.dry_run:
                 return await invoicing.preview(ctx.session, self.catalog, command.year)
@@ -310,7 +491,7 @@ class Subscriptions:
                 ctx.session,
                 self.catalog,
                 year=command.year,
-                issued_on=command.issued_on or self.today(),
+                issued_on=issued_on,
                 now=self.clock(),
                 lease_s=self.settings.invoice_run_lease_s,
             )
@@ -347,6 +528,7 @@ class Subscriptions:
                 Invoice.kind == "invoice",
                 Invoice.status.in_(("issued", "part_paid")),
                 Invoice.due_on < self.today(),
+                Invoice.gross_pence > Invoice.paid_pence + Invoice.credited_pence,
             )
         elif command.status:
             query = query.where(Invoice.status == command.status)
@@ -364,9 +546,22 @@ class Subscriptions:
         if invoice.credits_invoice_id:
             credited = await ctx.session.get(Invoice, invoice.credits_invoice_id)
             credits = credited.display_number if credited else None
+        replaces = (
+            await ctx.session.get(Invoice, invoice.replaces_invoice_id)
+            if invoice.replaces_invoice_id
+            else None
+        )
+        allocations = await store.allocations_of(ctx.session, invoice)
         document = {
             **invoice_summary_row(invoice),
             "credits_invoice": credits,
+            "replaces_invoice": replaces.display_number if replaces else None,
+            # An invoice: the credit notes set against it. A credit note: the
+            # invoices it was set against, and what is left on the member's account.
+            "allocations": allocations,
+            "unallocated": invoice.gross_pence - sum(a["amount"] for a in allocations)
+            if invoice.kind == "credit_note"
+            else 0,
             "lines": [
                 {
                     "description": line.description,
@@ -394,6 +589,9 @@ class Subscriptions:
     async def invoice_summary(self, command: InvoiceSummary, ctx: CommandContext) -> dict[str, Any]:
         """Billed, paid and outstanding by tier for a year, and outstanding debt by age."""
         on = command.on or self.today()
+        self._in_bounds(
+            lambda: self.bounds.check_year(command.year), lambda: self.bounds.check_date(on, "on")
+        )
         tiers: dict[str, dict[str, int | str]] = {}
         aged = {"not_due": 0, "1-30": 0, "31-60": 0, "61-90": 0, "over_90": 0}
         rows = await ctx.session.execute(
@@ -404,9 +602,10 @@ class Subscriptions:
                 Invoice.due_on,
                 Invoice.gross_pence,
                 Invoice.paid_pence,
+                Invoice.credited_pence,
             ).where(Invoice.year == command.year)
         )
-        for tier, kind, status, due_on, gross, paid in rows:
+        for tier, kind, status, due_on, gross, paid, credited in rows:
             row = tiers.setdefault(
                 tier or "(events)",
                 {
@@ -423,7 +622,7 @@ class Subscriptions:
             if kind == "credit_note":
                 row["credited"] += gross  # type: ignore[operator]
                 continue
-            outstanding = gross - paid
+            outstanding = billing.balance(gross, paid, credited)
             row["invoices"] += 1  # type: ignore[operator]
             row["billed"] += gross  # type: ignore[operator]
             row["paid"] += paid  # type: ignore[operator]
@@ -458,7 +657,12 @@ class Subscriptions:
     # Payments
 
     async def record_payment(self, command: RecordPayment, ctx: CommandContext) -> dict[str, Any]:
-        """Record money against an invoice; refuse more than is outstanding."""
+        """Record money against an invoice; refuse more than its balance (total less
+        payments less credits)."""
+        self._in_bounds(
+            lambda: self.bounds.check_date(command.received_on, "received_on"),
+            lambda: self.bounds.check_amount(command.amount.amount_minor, "amount"),
+        )
         # Locked until commit, so racing payments (and a racing void) see each
         # other's paid_pence and status instead of all checking against the same.
         invoice = await store.find_invoice(ctx.session, command.invoice, for_update=True)
@@ -470,6 +674,7 @@ class Subscriptions:
                 status=invoice.status,
                 gross_pence=invoice.gross_pence,
                 paid_pence=invoice.paid_pence,
+                credited_pence=invoice.credited_pence,
                 amount_pence=command.amount.amount_minor,
             )
         except billing.BillingError as error:
@@ -484,7 +689,9 @@ class Subscriptions:
         )
         ctx.session.add(payment)
         invoice.paid_pence += command.amount.amount_minor
-        invoice.status = billing.status_after_payment(invoice.gross_pence, invoice.paid_pence)
+        invoice.status = billing.status_of(
+            invoice.gross_pence, invoice.paid_pence, invoice.credited_pence
+        )
         await ctx.publish(
             InvoicePaid(
                 invoice_id=invoice.id,
@@ -494,7 +701,7 @@ class Subscriptions:
                 outstanding=Money(amount_minor=outstanding),
                 fully_paid=outstanding == 0,
                 received_on=command.received_on,
-                billing_email=invoice.billing_email,
+                billing_email=await store.billing_email_now(ctx.session, invoice),
             ),
             id=derived_message_id("InvoicePaid", payment.id),
         )
@@ -518,6 +725,13 @@ class Subscriptions:
                 f"invoice {invoice.display_number} has payments; credit it instead of voiding it",
                 "invoice",
             )
+        if invoice.credited_pence:
+            raise Refused(
+                "credited",
+                f"invoice {invoice.display_number} has credit notes set against it; "
+                "credit what remains instead of voiding it",
+                "invoice",
+            )
         invoice.status = "void"
         invoice.void_reason = command.reason
         await ctx.publish(
@@ -528,10 +742,86 @@ class Subscriptions:
         )
         return {"invoice": invoice.display_number, "status": "void"}
 
+    async def reissue_invoice(self, command: ReissueInvoice, ctx: CommandContext) -> dict[str, Any]:
+        """Bill the member again for the year of a void yearly invoice, under the next number.
+
+        The new invoice is what a run would issue now; the store's unique index on live
+        yearly invoices refuses a second one, as it does a run's.
+        """
+        void = await store.find_invoice(ctx.session, command.invoice, for_update=True)
+        if void is None or void.kind != "invoice":
+            raise Refused("not_found", f"no invoice {command.invoice}", "invoice")
+        number = void.display_number
+        if void.status != "void":
+            raise Refused("invalid", f"invoice {number} is not void; void it first", "invoice")
+        if void.purpose != "recurring" or void.membership_id is None:
+            raise Refused(
+                "invalid",
+                f"invoice {number} is not a yearly subscription invoice; "
+                "only those are billed again",
+                "invoice",
+            )
+        live = await store.recurring_invoice(ctx.session, void.membership_id, void.year)
+        if live is not None:
+            raise Refused(
+                "conflict",
+                f"invoice {live.display_number} already bills {live.billed_name} for {void.year}",
+                "invoice",
+            )
+        membership = await ctx.session.get(Membership, void.membership_id)
+        member = await ctx.session.get(Member, membership.member_id) if membership else None
+        if membership is None or member is None:
+            raise Refused("not_found", f"the member billed by {number} is gone", "invoice")
+        try:
+            charge = yearly_charge(
+                self.catalog,
+                await store.timeline_of(ctx.session, membership),
+                void.year,
+                self.catalog.refund_leavers,
+            )
+        except domain.CatalogError as error:
+            raise _refused(error) from None
+        if charge is None:
+            raise Refused(
+                "invalid", f"{member.name} owes nothing for {void.year}: nothing to bill", "invoice"
+            )
+        row = await invoicing.issue(
+            ctx.session,
+            ctx.publish,
+            charge,
+            billed=invoicing.Billed.member(member, membership),
+            issued_on=self.today(),
+            due_days=self.settings.invoice_due_days,
+            tier=charge.lines[0].tier,
+            replaces_invoice_id=void.id,
+        )
+        return {
+            "invoice": store.display_number(row["series"], row["number"]),
+            "replaces": number,
+            "gross": row["gross_pence"],
+        }
+
     # Facts from events
 
     async def booking_chargeable(self, fact: BookingChargeable, ctx: HandlerContext) -> None:
-        """Invoice a chargeable booking once: to the member if there is one, else the booker."""
+        """Invoice a chargeable booking once: to the member if there is one, else the booker.
+
+        A fee above the ceiling, or an event outside the books' dates, is not billed: the
+        handler fails, so the fact is retried and then dead-lettered for an operator."""
+        starts = fact.event_starts_at.astimezone(LONDON).date()
+        try:
+            self.bounds.check_amount(fact.fee.amount_minor, "fee")
+            self.bounds.check_date(starts, "event_starts_at")
+        except billing.BillingError as error:
+            # In pence and plain ASCII: the dead letter carries it in a header.
+            raise billing.BillingError(
+                error.code,
+                f"booking {fact.booking_id} not billed: its {error.field} is out of range "
+                f"(fee {fact.fee.amount_minor} pence, event on {starts}; the books take up to "
+                f"{self.bounds.max_amount_pence} pence, {self.bounds.earliest_year}"
+                f"-{self.bounds.latest_year})",
+                error.field,
+            ) from None
         if await ctx.session.scalar(
             select(Invoice.id).where(
                 Invoice.booking_id == fact.booking_id, Invoice.kind == "invoice"
@@ -541,12 +831,11 @@ class Subscriptions:
         member = await ctx.session.get(Member, fact.member_id) if fact.member_id else None
         if member is not None:
             _, membership = await self._member(ctx.session, member.id)
-            who = invoicing.Billed(member.id, None, member.name, membership.billing_email)
+            who = invoicing.Billed.member(member, membership, yearly=False)
         else:
             who = invoicing.Billed(
                 None, None, fact.organisation_name or fact.booker_name, str(fact.booker_email)
             )
-        starts = fact.event_starts_at.astimezone(LONDON).date()
         charge = Charge(
             "invoice",
             "booking",
@@ -612,7 +901,12 @@ class Subscriptions:
             ctx.publish,
             charge,
             billed=invoicing.Billed(
-                invoice.member_id, None, invoice.billed_name, invoice.billing_email
+                invoice.member_id,
+                None,
+                invoice.billed_name,
+                invoice.billing_email,
+                invoice.billing_address,
+                invoice.purchase_order,
             ),
             issued_on=self.today(),
             due_days=0,
@@ -627,6 +921,12 @@ async def join_member(command: JoinMember, ctx: CommandContext) -> dict[str, Any
     return await Subscriptions(settings, settings.catalog()).join_member(command, ctx)
 
 
+def _one_line(address: str) -> str:
+    """An address as one line of comma-separated parts, however it was typed."""
+    parts = [part.strip() for line in address.splitlines() for part in line.split(",")]
+    return ", ".join(part for part in parts if part)
+
+
 def invoice_summary_row(invoice: Invoice) -> dict[str, Any]:
     return {
         "number": invoice.display_number,
@@ -637,15 +937,16 @@ def invoice_summary_row(invoice: Invoice) -> dict[str, Any]:
         "member_id": invoice.member_id,
         "billed_name": invoice.billed_name,
         "billing_email": invoice.billing_email,
+        "billing_address": invoice.billing_address,
+        "purchase_order": invoice.purchase_order,
         "issued_on": invoice.issued_on.isoformat(),
         "due_on": invoice.due_on.isoformat() if invoice.due_on else None,
         "net": invoice.net_pence,
         "vat": invoice.vat_pence,
         "gross": invoice.gross_pence,
         "paid": invoice.paid_pence,
-        "outstanding": invoice.gross_pence - invoice.paid_pence
-        if invoice.kind == "invoice" and invoice.status != "void"
-        else 0,
+        "credited": invoice.credited_pence,
+        "outstanding": invoice.balance_pence,
         "status": invoice.status,
         "booking_id": invoice.booking_id,
     }

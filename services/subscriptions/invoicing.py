@@ -17,12 +17,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, text
+from sqlalchemy import and_, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope
@@ -37,19 +37,25 @@ from contracts.subscriptions_v1 import (
 from kernel import outbox
 from kernel.outbox import Publisher
 from services.subscriptions.domain import Catalog, Charge
-from services.subscriptions.domain.billing import due_date, recurring_charge
+from services.subscriptions.domain.billing import allocate_credit, due_date, status_of
 from services.subscriptions.domain.catalog import year_ends, year_starts
+from services.subscriptions.domain.timeline import yearly_charge
 from services.subscriptions.store import (
     CREDIT_NOTE_SERIES,
     INVOICE_SERIES,
+    LIVE_RECURRING,
+    CreditAllocation,
     Invoice,
     InvoiceLine,
     InvoiceRun,
     Member,
     Membership,
+    TierChange,
     display_number,
     renew_lease,
     take_numbers,
+    tier_changes_of,
+    timeline,
 )
 
 log = logging.getLogger(__name__)
@@ -75,12 +81,26 @@ def new_owner() -> str:
 
 @dataclass(frozen=True)
 class Billed:
-    """Who a document is for."""
+    """Who a document is for, and the contact details it is issued with."""
 
     member_id: str | None
     membership_id: str | None
     name: str
     email: str
+    address: str | None = None
+    purchase_order: str | None = None
+
+    @classmethod
+    def member(cls, member: Member, membership: Membership, *, yearly: bool = True) -> Billed:
+        """A member's billing contact; ``yearly`` documents also name the membership."""
+        return cls(
+            member.id,
+            membership.id if yearly else None,
+            member.name,
+            membership.billing_email,
+            membership.billing_address,
+            member.reference,
+        )
 
 
 def _money(pence: int) -> Money:
@@ -123,18 +143,22 @@ def _rows(
         "tier": tier,
         "billed_name": billed.name,
         "billing_email": billed.email,
+        "billing_address": billed.address,
+        "purchase_order": billed.purchase_order,
         "issued_on": issued_on,
         "due_on": due_on,
         "net_pence": charge.net_pence,
         "vat_pence": charge.vat_pence,
         "gross_pence": charge.gross_pence,
         "paid_pence": 0,
+        "credited_pence": 0,
         "status": "issued",
         "credits_invoice_id": None,
         "booking_id": None,
         "refund_until": None,
         "run_id": None,
         "void_reason": None,
+        "replaces_invoice_id": None,
         **extra,
     }
     lines = [
@@ -220,9 +244,15 @@ async def issue(
     due_days: int,
     tier: str | None = None,
     credits: Invoice | None = None,
+    against: Sequence[Invoice] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Number and store one invoice or credit note and publish its fact; returns its row."""
+    """Number and store one invoice or credit note and publish its fact; returns its row.
+
+    A credit note is set against the invoice it ``credits`` (or, in order, against
+    each of ``against``: the invoices must be locked), up to what each still owes;
+    whatever is left over stays on the member's account.
+    """
     series = INVOICE_SERIES if charge.kind == "invoice" else CREDIT_NOTE_SERIES
     number = await take_numbers(session, series, 1)
     invoice, lines = _rows(
@@ -239,6 +269,9 @@ async def issue(
     )
     await session.execute(insert(Invoice), [invoice])
     await session.execute(insert(InvoiceLine), lines)
+    if charge.kind == "credit_note":
+        targets = list(against) if against is not None else [credits] if credits else []
+        await set_credit_against(session, invoice, targets, issued_on)
     if charge.kind == "invoice":
         await publish(
             invoice_issued(invoice, charge), id=derived_message_id("InvoiceIssued", invoice["id"])
@@ -264,6 +297,32 @@ async def issue(
     return invoice
 
 
+async def set_credit_against(
+    session: AsyncSession, note: dict[str, Any], invoices: list[Invoice], on: date
+) -> int:
+    """Set the credit note ``note`` against ``invoices`` (locked), in order; returns what is left.
+
+    Each invoice takes no more than its balance, so the store's rule (paid and
+    credited never above the total) holds; its status follows its money.
+    """
+    amounts = allocate_credit(note["gross_pence"], [i.balance_pence for i in invoices])
+    for invoice, amount in zip(invoices, amounts, strict=True):
+        if amount == 0:
+            continue
+        session.add(
+            CreditAllocation(
+                credit_note_id=note["id"],
+                invoice_id=invoice.id,
+                amount_pence=amount,
+                allocated_on=on,
+            )
+        )
+        invoice.credited_pence += amount
+        invoice.status = status_of(invoice.gross_pence, invoice.paid_pence, invoice.credited_pence)
+    await session.flush()
+    return note["gross_pence"] - sum(amounts)
+
+
 # Which memberships a year bills
 
 
@@ -274,13 +333,11 @@ def _active_in(year: int) -> Any:
     )
 
 
-# A literal, not a bound parameter: SQLite uses a partial index only when the
-# query's condition matches the index's WHERE as written.
-RECURRING = text("invoices.purpose = 'recurring'")
-
-
 def _billed_in(year: int) -> Any:
-    return exists().where(Invoice.membership_id == Membership.id, Invoice.year == year, RECURRING)
+    """A live recurring invoice bills the membership for the year; a void one does not."""
+    return exists().where(
+        Invoice.membership_id == Membership.id, Invoice.year == year, LIVE_RECURRING
+    )
 
 
 async def count_unbilled(session: AsyncSession, year: int) -> int:
@@ -295,7 +352,7 @@ async def count_unbilled(session: AsyncSession, year: int) -> int:
 async def count_billed(session: AsyncSession, year: int) -> int:
     return (
         await session.scalar(
-            select(func.count()).select_from(Invoice).where(Invoice.year == year, RECURRING)
+            select(func.count()).select_from(Invoice).where(Invoice.year == year, LIVE_RECURRING)
         )
         or 0
     )
@@ -311,11 +368,14 @@ async def unbilled(
             Membership.id.label("membership_id"),
             Membership.tier,
             Membership.billing_email,
+            Membership.billing_address,
             Membership.starts_on,
+            Membership.billing_starts_on,
             Membership.ends_on,
             Member.id.label("member_id"),
             Member.name,
             Member.name_key,
+            Member.reference,
         )
         .join(Member, Member.id == Membership.member_id)
         .where(_active_in(year), ~_billed_in(year), Member.name_key > after)
@@ -327,31 +387,55 @@ async def unbilled(
     return list(await session.execute(query))
 
 
-def charge_for(catalog: Catalog, year: int, membership: Any) -> Charge | None:
-    tier = catalog.tier(membership.tier)
-    return recurring_charge(
-        year=year,
-        tier_code=tier.code,
-        tier_label=tier.label,
-        price=tier.price_for(year),
-        starts_on=membership.starts_on,
-        ends_on=membership.ends_on,
-        refund_leavers=catalog.refund_leavers,
+async def voided_for(session: AsyncSession, year: int, membership_ids: list[str]) -> dict[str, str]:
+    """The latest void recurring invoice of each membership for ``year`` (the one a new
+    invoice replaces), by membership."""
+    found: dict[str, str] = {}
+    any_void = select(Invoice.id).where(
+        Invoice.year == year, Invoice.purpose == "recurring", Invoice.status == "void"
     )
+    if await session.scalar(any_void.limit(1)) is None:  # the common case: one cheap look
+        return found
+    for first in range(0, len(membership_ids), 500):
+        rows = await session.execute(
+            select(Invoice.membership_id, Invoice.id)
+            .where(
+                Invoice.membership_id.in_(membership_ids[first : first + 500]),
+                Invoice.year == year,
+                Invoice.purpose == "recurring",
+                Invoice.status == "void",
+            )
+            .order_by(Invoice.number)
+        )
+        found.update({membership_id: invoice_id for membership_id, invoice_id in rows})
+    return found
+
+
+def charge_for(
+    catalog: Catalog, year: int, membership: Any, changes: list[TierChange] | None = None
+) -> Charge | None:
+    """The year's invoice for an unbilled membership row, each month at its tier."""
+    line = timeline(
+        starts_on=membership.billing_starts_on or membership.starts_on,
+        ends_on=membership.ends_on,
+        tier=membership.tier,
+        changes=changes or [],
+    )
+    return yearly_charge(catalog, line, year, catalog.refund_leavers)
 
 
 async def preview(session: AsyncSession, catalog: Catalog, year: int) -> dict[str, Any]:
     """What a run of ``year`` would issue now, by tier; numbers nothing, changes nothing."""
     catalog.check_year(year)
     by_tier: dict[str, dict[str, Any]] = {}
-    for membership in await unbilled(session, year):
-        charge = charge_for(catalog, year, membership)
+    memberships = await unbilled(session, year)
+    changes = await tier_changes_of(session, [m.membership_id for m in memberships])
+    for membership in memberships:
+        charge = charge_for(catalog, year, membership, changes.get(membership.membership_id))
         if charge is None:
             continue
-        row = by_tier.setdefault(
-            membership.tier,
-            {"tier": membership.tier, "members": 0, "net": 0, "vat": 0, "gross": 0},
-        )
+        tier = charge.lines[0].tier or membership.tier
+        row = by_tier.setdefault(tier, {"tier": tier, "members": 0, "net": 0, "vat": 0, "gross": 0})
         row["members"] += 1
         row["net"] += charge.net_pence
         row["vat"] += charge.vat_pence
@@ -527,13 +611,15 @@ class Runner:
             await self._finish(session, record, now)
             return None, after
         charges = []
+        changes = await tier_changes_of(session, [row.membership_id for row in batch])
         for row in batch:
-            charge = charge_for(self.catalog, run.year, row)
+            charge = charge_for(self.catalog, run.year, row, changes.get(row.membership_id))
             if charge is None:
                 record.skipped += 1
             else:
                 charges.append((row, charge))
         first = await take_numbers(session, INVOICE_SERIES, len(charges)) if charges else 0
+        replaced = await voided_for(session, run.year, [row.membership_id for row, _ in charges])
         invoices, lines, facts = [], [], []
         occurred = now.astimezone(UTC)
         due_on = due_date(record.issued_on, self.due_days)
@@ -543,11 +629,20 @@ class Runner:
                 invoice_id=str(uuid.uuid4()),
                 series=INVOICE_SERIES,
                 number=first + offset,
-                billed=Billed(row.member_id, row.membership_id, row.name, row.billing_email),
+                billed=Billed(
+                    row.member_id,
+                    row.membership_id,
+                    row.name,
+                    row.billing_email,
+                    row.billing_address,
+                    row.reference,
+                ),
                 issued_on=record.issued_on,
                 due_on=due_on,
-                tier=row.tier,
+                # The tier the year began at: its first months' (the lines say the rest).
+                tier=charge.lines[0].tier,
                 run_id=record.id,
+                replaces_invoice_id=replaced.get(row.membership_id),
             )
             invoices.append(invoice)
             lines += invoice_lines

@@ -8,7 +8,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.subscriptions.domain import REFERENCE_CATALOG, Catalog, load_catalog
+from services.subscriptions.domain import (
+    REFERENCE_CATALOG,
+    BillingError,
+    Catalog,
+    CatalogError,
+    load_catalog,
+    vat_on,
+)
+from services.subscriptions.domain.bounds import Bounds
 
 
 class BillingSettings(BaseSettings):
@@ -64,6 +72,47 @@ class BillingSettings(BaseSettings):
         description="Run the yearly invoicing, monthly joiner sweep and overdue sweep.",
     )
     automation_tick_s: float = Field(default=60.0, gt=0, description="How often automation looks.")
+    earliest_year: int = Field(
+        default=2000, ge=1, description="Dates before 1 January of this year are refused."
+    )
+    latest_year: int = Field(
+        default=2100, le=9999, description="Dates after 31 December of this year are refused."
+    )
+    max_amount_pence: int = Field(
+        default=100_000_000,
+        gt=0,
+        # PostgreSQL keeps money in 32-bit integers: one amount stays well below 2^31.
+        le=1_000_000_000,
+        description="The largest single amount (a payment, a fee, a price) the books take, "
+        "in pence; £1,000,000.00 by default.",
+    )
+    run_backdate_days: int = Field(
+        default=31,
+        ge=0,
+        description="How many days in the past an invoicing run may be dated; an older date "
+        "is refused (its invoices would be overdue on arrival).",
+    )
+
+    def bounds(self) -> Bounds:
+        return Bounds(
+            earliest_year=self.earliest_year,
+            latest_year=self.latest_year,
+            max_amount_pence=self.max_amount_pence,
+            run_backdate_days=self.run_backdate_days,
+        )
 
     def catalog(self) -> Catalog:
-        return load_catalog(self.catalog_file) if self.catalog_file else REFERENCE_CATALOG
+        """The catalog in use; raises CatalogError if a price is above the amount ceiling."""
+        catalog = load_catalog(self.catalog_file) if self.catalog_file else REFERENCE_CATALOG
+        for tier in catalog.tiers.values():
+            for price in tier.prices:
+                try:
+                    self.bounds().check_amount(
+                        price.net_pence + vat_on(price.net_pence, price.vat_basis_points),
+                        "catalog",
+                    )
+                except BillingError as error:
+                    raise CatalogError(
+                        "invalid", f"tier {tier.code!r} from {price.from_year}: {error}", "catalog"
+                    ) from None
+        return catalog

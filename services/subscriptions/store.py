@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -24,9 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.subscriptions.domain import NewMembership
+from services.subscriptions.domain.timeline import DatedTier, Timeline
 
 INVOICE_SERIES = "INV"
 CREDIT_NOTE_SERIES = "CN"
+LIVE_RECURRING_SQL = "purpose = 'recurring' AND status <> 'void'"
+# The same, qualified, for queries: SQLite uses a partial index only when the query's
+# condition matches the index's WHERE as written, so this is a literal, not parameters.
+LIVE_RECURRING = text("invoices.purpose = 'recurring' AND invoices.status <> 'void'")
 
 
 class Base(DeclarativeBase):
@@ -51,8 +57,16 @@ class Membership(Base):
     member_id: Mapped[str] = mapped_column(ForeignKey("members.id"))
     tier: Mapped[str] = mapped_column(String(40))
     billing_email: Mapped[str] = mapped_column(String(320))
+    billing_address: Mapped[str | None] = mapped_column(String(500))
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date | None] = mapped_column(Date)
+    # The first day it pays for, when later than ``starts_on``: a member rejoining
+    # within months its earlier membership already paid for (migration 0006).
+    billing_starts_on: Mapped[date | None] = mapped_column(Date)
+
+    @property
+    def pays_from(self) -> date:
+        return self.billing_starts_on or self.starts_on
 
 
 class TierChange(Base):
@@ -105,14 +119,15 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         UniqueConstraint("series", "number", name="uq_invoices_series_number"),
-        # One recurring invoice per membership per billing year, whatever runs.
+        # One live recurring invoice per membership per billing year, whatever runs;
+        # a void one leaves room for the invoice that replaces it (migration 0005).
         Index(
             "uq_invoices_recurring",
             "membership_id",
             "year",
             unique=True,
-            sqlite_where=text("purpose = 'recurring'"),
-            postgresql_where=text("purpose = 'recurring'"),
+            sqlite_where=text(LIVE_RECURRING_SQL),
+            postgresql_where=text(LIVE_RECURRING_SQL),
         ),
         # One invoice and one credit note per booking, however often the fact comes.
         Index(
@@ -123,14 +138,17 @@ class Invoice(Base):
             sqlite_where=text("booking_id IS NOT NULL"),
             postgresql_where=text("booking_id IS NOT NULL"),
         ),
-        # Never more paid than billed, nor money on a void invoice, whatever a
-        # handler read (migration 0003; triggers with the same names on SQLite).
+        # Never more paid and credited than billed, nor money on a void invoice,
+        # whatever a handler read (migrations 0003 and 0004; triggers with the same
+        # names on SQLite).
         CheckConstraint(
-            "paid_pence >= 0 AND (kind <> 'invoice' OR paid_pence <= gross_pence)",
+            "paid_pence >= 0 AND credited_pence >= 0 AND "
+            "(kind <> 'invoice' OR paid_pence + credited_pence <= gross_pence)",
             name="ck_invoices_paid_within_gross",
         ),
         CheckConstraint(
-            "status <> 'void' OR paid_pence = 0", name="ck_invoices_nothing_paid_on_void"
+            "status <> 'void' OR (paid_pence = 0 AND credited_pence = 0)",
+            name="ck_invoices_nothing_paid_on_void",
         ),
     )
 
@@ -145,22 +163,50 @@ class Invoice(Base):
     tier: Mapped[str | None] = mapped_column(String(40))
     billed_name: Mapped[str] = mapped_column(String(200))
     billing_email: Mapped[str] = mapped_column(String(320))
+    # As they were when it was issued: the billing contact's address, the member's
+    # purchase-order reference (migration 0006).
+    billing_address: Mapped[str | None] = mapped_column(String(500))
+    purchase_order: Mapped[str | None] = mapped_column(String(50))
     issued_on: Mapped[date] = mapped_column(Date)
     due_on: Mapped[date | None] = mapped_column(Date)
     net_pence: Mapped[int] = mapped_column(Integer)
     vat_pence: Mapped[int] = mapped_column(Integer)
     gross_pence: Mapped[int] = mapped_column(Integer)
     paid_pence: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(12))  # issued, part_paid, paid, void
+    # On an invoice: what credit notes took off it (their allocations). Always 0
+    # on a credit note, whose own use is in its allocations.
+    credited_pence: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(12))  # issued, part_paid, paid, credited, void
     credits_invoice_id: Mapped[str | None] = mapped_column(String(36))
     booking_id: Mapped[str | None] = mapped_column(String(64))
     refund_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str | None] = mapped_column(String(36))
     void_reason: Mapped[str | None] = mapped_column(String(200))
+    replaces_invoice_id: Mapped[str | None] = mapped_column(String(36))
 
     @property
     def display_number(self) -> str:
         return display_number(self.series, self.number)
+
+    @property
+    def balance_pence(self) -> int:
+        """What is still owed: the total less payments less credits; 0 when void or a credit note."""
+        if self.kind != "invoice" or self.status == "void":
+            return 0
+        return self.gross_pence - self.paid_pence - self.credited_pence
+
+
+class CreditAllocation(Base):
+    """Part (or all) of a credit note set against one invoice; the invoice's
+    ``credited_pence`` is the sum of its rows here."""
+
+    __tablename__ = "credit_allocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    credit_note_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount_pence: Mapped[int] = mapped_column(Integer)
+    allocated_on: Mapped[date] = mapped_column(Date)
 
 
 class InvoiceLine(Base):
@@ -291,6 +337,42 @@ async def find_member(session: AsyncSession, ref: str) -> tuple[Member, Membersh
     return member, membership
 
 
+async def memberships_of(session: AsyncSession, member_id: str) -> list[Membership]:
+    """A member's memberships, the first first: more than one if it left and rejoined."""
+    return list(
+        await session.scalars(
+            select(Membership)
+            .where(Membership.member_id == member_id)
+            .order_by(Membership.starts_on)
+        )
+    )
+
+
+async def billing_email_now(session: AsyncSession, invoice: Invoice) -> str:
+    """Where news of ``invoice`` goes now: its member's current billing contact (which
+    may have changed since it was issued), else the address it was issued to."""
+    if invoice.member_id is None:
+        return invoice.billing_email
+    return (await current_billing_emails(session, [invoice.member_id])).get(
+        invoice.member_id, invoice.billing_email
+    )
+
+
+async def current_billing_emails(session: AsyncSession, member_ids: list[str]) -> dict[str, str]:
+    """Each member's billing email now: its latest membership's."""
+    found: dict[str, tuple[date, str]] = {}
+    for first in range(0, len(member_ids), 500):
+        rows = await session.execute(
+            select(Membership.member_id, Membership.starts_on, Membership.billing_email).where(
+                Membership.member_id.in_(member_ids[first : first + 500])
+            )
+        )
+        for member_id, starts_on, email in rows:
+            if member_id not in found or starts_on > found[member_id][0]:
+                found[member_id] = (starts_on, email)
+    return {member_id: email for member_id, (_, email) in found.items()}
+
+
 async def take_numbers(session: AsyncSession, series: str, count: int) -> int:
     """Reserve ``count`` consecutive numbers in ``series``; returns the first.
 
@@ -361,20 +443,99 @@ async def lines_of(session: AsyncSession, invoice_id: str) -> list[InvoiceLine]:
     )
 
 
+async def allocations_of(session: AsyncSession, document: Invoice) -> list[dict[str, Any]]:
+    """For an invoice, the credit notes set against it; for a credit note, the invoices
+    it was set against: each with its number, amount and day, oldest first."""
+    mine, theirs = (
+        (CreditAllocation.invoice_id, CreditAllocation.credit_note_id)
+        if document.kind == "invoice"
+        else (CreditAllocation.credit_note_id, CreditAllocation.invoice_id)
+    )
+    rows = await session.execute(
+        select(
+            Invoice.series,
+            Invoice.number,
+            CreditAllocation.amount_pence,
+            CreditAllocation.allocated_on,
+        )
+        .join(Invoice, Invoice.id == theirs)
+        .where(mine == document.id)
+        .order_by(CreditAllocation.id)
+    )
+    return [
+        {"number": display_number(series, number), "amount": amount, "on": on.isoformat()}
+        for series, number, amount, on in rows
+    ]
+
+
 async def recurring_invoice(
     session: AsyncSession, membership_id: str, year: int, *, for_update: bool = False
 ) -> Invoice | None:
-    """A membership's invoice for a billing year, if billed; locked if ``for_update``."""
+    """A membership's live (not void) invoice for a billing year, if billed; locked if
+    ``for_update``."""
     return await session.scalar(
         _locked(
             select(Invoice).where(
-                Invoice.membership_id == membership_id,
-                Invoice.year == year,
-                text("invoices.purpose = 'recurring'"),  # literal: matches the partial index
+                Invoice.membership_id == membership_id, Invoice.year == year, LIVE_RECURRING
             ),
             for_update,
         )
     )
+
+
+async def tier_changes_of(
+    session: AsyncSession, membership_ids: list[str]
+) -> dict[str, list[TierChange]]:
+    """Each membership's recorded tier changes, in the order they were recorded."""
+    found: dict[str, list[TierChange]] = {}
+    for first in range(0, len(membership_ids), 500):
+        for change in await session.scalars(
+            select(TierChange)
+            .where(TierChange.membership_id.in_(membership_ids[first : first + 500]))
+            .order_by(TierChange.id)
+        ):
+            found.setdefault(change.membership_id, []).append(change)
+    return found
+
+
+def timeline(
+    *,
+    starts_on: date,
+    ends_on: date | None,
+    tier: str,
+    changes: list[TierChange],
+) -> Timeline:
+    """A membership's timeline from its row and its recorded changes. The first tier is
+    the one the earliest change (by date, then by recording) moved it from; without
+    changes, the membership's own."""
+    first = min(changes, key=lambda c: (c.effective_on, c.id)).old_tier if changes else tier
+    return Timeline(
+        starts_on=starts_on,
+        ends_on=ends_on,
+        first_tier=first,
+        changes=tuple(DatedTier(c.effective_on, c.new_tier) for c in changes),
+    )
+
+
+async def timeline_of(session: AsyncSession, membership: Membership) -> Timeline:
+    changes = (await tier_changes_of(session, [membership.id])).get(membership.id, [])
+    return timeline(
+        starts_on=membership.pays_from,
+        ends_on=membership.ends_on,
+        tier=membership.tier,
+        changes=changes,
+    )
+
+
+async def live_recurring_invoices(
+    session: AsyncSession, membership_id: str, *, from_year: int, for_update: bool = False
+) -> dict[int, Invoice]:
+    """A membership's recurring invoices that are not void, from ``from_year`` on, by year;
+    locked if ``for_update`` (a credit note will be set against them)."""
+    query = select(Invoice).where(
+        Invoice.membership_id == membership_id, Invoice.year >= from_year, LIVE_RECURRING
+    )
+    return {invoice.year: invoice for invoice in await session.scalars(_locked(query, for_update))}
 
 
 async def renew_lease(session: AsyncSession, run_id: str, owner: str, until: datetime) -> bool:

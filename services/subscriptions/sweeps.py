@@ -26,20 +26,31 @@ from services.subscriptions import invoicing
 from services.subscriptions.domain import Catalog, CatalogError
 from services.subscriptions.domain.billing import reminder_stages_due
 from services.subscriptions.domain.catalog import financial_year
-from services.subscriptions.store import AutomationMark, Invoice, Reminder
+from services.subscriptions.store import (
+    AutomationMark,
+    Invoice,
+    Reminder,
+    current_billing_emails,
+)
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
 
 
 async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) -> int:
-    """Send each unpaid invoice's reminder stage that has come; returns how many were sent."""
+    """Send each unsettled invoice's reminder stage that has come; returns how many were sent.
+
+    An invoice is chased for its balance (total less payments less credits): one
+    credited in full is settled and never chased; one credited in part is chased
+    for what remains.
+    """
     overdue = list(
         await session.scalars(
             select(Invoice).where(
                 Invoice.kind == "invoice",
                 Invoice.status.in_(("issued", "part_paid")),
                 Invoice.due_on < today,
+                Invoice.gross_pence > Invoice.paid_pence + Invoice.credited_pence,
             )
         )
     )
@@ -52,6 +63,10 @@ async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) 
         )
     ):
         sent.setdefault(invoice_id, set()).add(stage)
+    # Reminders go to whoever handles the member's billing now, not when it was issued.
+    emails = await current_billing_emails(
+        session, sorted({i.member_id for i in overdue if i.member_id})
+    )
     count = 0
     for invoice in overdue:
         assert invoice.due_on is not None
@@ -66,9 +81,9 @@ async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) 
                     stage=stage,  # type: ignore[arg-type]
                     days_overdue=(today - invoice.due_on).days,
                     due_on=invoice.due_on,
-                    outstanding=Money(amount_minor=invoice.gross_pence - invoice.paid_pence),
+                    outstanding=Money(amount_minor=invoice.balance_pence),
                     billed_name=invoice.billed_name,
-                    billing_email=invoice.billing_email,
+                    billing_email=emails.get(invoice.member_id or "", invoice.billing_email),
                 ),
                 id=derived_message_id("InvoiceOverdue", invoice.id, stage),
             )

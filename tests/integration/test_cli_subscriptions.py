@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kernel.settings import Settings
+from tests.finance_support import Clock
 from tests.subscriptions_helpers import subscriptions
 from vestry.cli import app
 
@@ -94,7 +96,8 @@ async def test_csv_import_reports_every_bad_row_by_line_and_imports_none(
 async def test_finance_officers_year_through_the_cli(settings: Settings, tmp_path: Path) -> None:
     members = tmp_path / "members.csv"
     members.write_text(GOOD_CSV)
-    async with subscriptions(settings):
+    # The service's day is the run's: a run dated 1 April is not backdated on it.
+    async with subscriptions(settings, clock=Clock(date(2026, 4, 1))):
         assert (await vestry(settings, "members", "import", str(members)))[0] == 0
         code, preview, _ = await vestry(settings, "invoice-run", "--year", "2026", "--dry-run")
         assert code == 0 and preview["to_issue"] == 3
@@ -210,3 +213,86 @@ def test_bad_input_is_refused_before_anything_is_sent(
     result = runner.invoke(app, ["--nats", "nats://127.0.0.1:1", "--json", *args])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["error"]["field"] == field
+
+
+async def test_a_void_invoice_is_reissued_through_the_cli(
+    settings: Settings, tmp_path: Path
+) -> None:
+    members = tmp_path / "members.csv"
+    members.write_text(GOOD_CSV)
+    async with subscriptions(settings):
+        assert (await vestry(settings, "members", "import", str(members)))[0] == 0
+        assert (await vestry(settings, "invoice-run", "--year", "2026"))[0] == 0
+        code, _, _ = await vestry(
+            settings, "invoices", "void", "INV-000002", "--reason", "sent to the wrong council"
+        )
+        assert code == 0
+        code, reissued, output = await vestry(settings, "invoices", "reissue", "INV-000002")
+        assert code == 0, output
+        assert (reissued["invoice"], reissued["replaces"]) == ("INV-000004", "INV-000002")
+        code, refused, _ = await vestry(settings, "invoices", "reissue", "INV-000002")
+        assert (code, refused["error"]["code"]) == (1, "conflict")
+        code, listed, _ = await vestry(settings, "invoices", "ls", "--year", "2026")
+        assert [(i["number"], i["status"]) for i in listed] == [
+            ("INV-000001", "issued"),
+            ("INV-000002", "void"),
+            ("INV-000003", "issued"),
+            ("INV-000004", "issued"),
+        ]
+        plain = await asyncio.to_thread(
+            runner.invoke, app, ["--nats", settings.nats_url, "invoices", "reissue", "INV-000001"]
+        )
+        assert plain.exit_code == 1 and "not void" in plain.output
+
+
+async def test_a_billing_contact_changes_and_a_leaver_rejoins_through_the_cli(
+    settings: Settings, tmp_path: Path
+) -> None:
+    members = tmp_path / "members.csv"
+    members.write_text(GOOD_CSV)
+    async with subscriptions(settings, clock=Clock(date(2026, 4, 1))):
+        assert (await vestry(settings, "members", "import", str(members)))[0] == 0
+        code, contact, output = await vestry(
+            settings,
+            "members",
+            "contact",
+            "Bury Council",
+            "--email",
+            "payables@bury.gov.uk",
+            "--address",
+            "Town Hall, Bury BL9 0SW",
+            "--po",
+            "PO-77",
+        )
+        assert code == 0, output
+        assert (contact["billing_email"], contact["purchase_order"]) == (
+            "payables@bury.gov.uk",
+            "PO-77",
+        )
+        assert (await vestry(settings, "invoice-run", "--year", "2026"))[0] == 0
+        code, shown, _ = await vestry(settings, "invoices", "show", "INV-000002")
+        assert (shown["billed_name"], shown["purchase_order"]) == ("Bury Council", "PO-77")
+        code, refused, _ = await vestry(settings, "members", "contact", "Bury Council")
+        assert (code, refused["error"]["code"]) == (1, "invalid")
+
+        assert (
+            await vestry(settings, "members", "leave", "Chorley Council", "--on", "2026-12-31")
+        )[0] == 0
+        code, rejoined, output = await vestry(
+            settings,
+            "members",
+            "rejoin",
+            "Chorley Council",
+            "--tier",
+            "upper-tier",
+            "--on",
+            "2027-06-01",
+        )
+        assert code == 0, output
+        assert rejoined["pays_from"] == "2027-06-01"
+        plain = await asyncio.to_thread(
+            runner.invoke,
+            app,
+            ["--nats", settings.nats_url, "members", "show", "Bury Council"],
+        )
+        assert "purchase order: PO-77" in plain.output and "Town Hall" in plain.output

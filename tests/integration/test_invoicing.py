@@ -29,6 +29,7 @@ from kernel.settings import Settings
 from kernel.streams import ensure_streams
 from services.subscriptions.store import Invoice
 from tests.conftest import eventually
+from tests.finance_support import Clock  # the service's day: runs dated on it are not backdated
 from tests.subscriptions_helpers import enrol_reference, run_to_end, subscriptions
 
 
@@ -41,7 +42,7 @@ async def stream_subjects(nc: Client, subject: str) -> int:
 async def test_reference_partnership_2008_bills_230500_pounds_once(
     settings: Settings, nc: Client
 ) -> None:
-    async with subscriptions(settings) as service:
+    async with subscriptions(settings, clock=Clock(date(2008, 4, 1))) as service:
         await enrol_reference(nc)
         preview = await request(nc, RunInvoicing(year=2008, dry_run=True))
         assert (preview["to_issue"], preview["net"]) == (45, 23_050_000)
@@ -162,7 +163,7 @@ async def test_bad_requests_are_refused_and_change_nothing(
 async def test_payments_part_pay_pay_refuse_overpayment_and_void_invoices(
     settings: Settings, nc: Client
 ) -> None:
-    async with subscriptions(settings):
+    async with subscriptions(settings, clock=Clock(date(2008, 4, 1))):
         await enrol_reference(nc)
         await run_to_end(nc, 2008, issued_on=date(2008, 4, 1))
         first = await request(nc, ShowInvoice(number="INV-000001"))
@@ -440,8 +441,8 @@ async def test_refusals_for_members_that_left_and_documents_that_do_not_exist(
         await request(nc, LeaveMember(member="Wyre Council", leaves_on=date(2008, 12, 31)))
         cases = [
             (LeaveMember(member="Wyre Council", leaves_on=date(2009, 1, 31)), "ended", "member"),
-            (
-                ChangeTier(member="Wyre Council", tier="upper-tier", effective_on=date(2008, 6, 1)),
+            (  # a leaver may change tier up to its last day, not after
+                ChangeTier(member="Wyre Council", tier="upper-tier", effective_on=date(2009, 1, 1)),
                 "ended",
                 "member",
             ),

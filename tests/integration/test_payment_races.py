@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from nats.aio.client import Client
@@ -41,6 +41,7 @@ from tests.subscriptions_helpers import billing_settings, run_to_end
 
 DISTRICT_GROSS = 200_000  # £2,000.00 for 2008, no VAT
 RECEIVED = date(2008, 4, 20)
+BILLED_AT = datetime(2008, 4, 1, 10, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -55,7 +56,10 @@ async def replicas(settings: Settings, nc: Client, count: int) -> AsyncIterator[
     async with AsyncExitStack() as stack:
         services = [
             await stack.enter_async_context(
-                create_service(settings, billing=billing_settings()).running()
+                # Their clock on the day the runs are dated, so no run is backdated.
+                create_service(
+                    settings, billing=billing_settings(), clock=lambda: BILLED_AT
+                ).running()
             )
             for _ in range(count)
         ]

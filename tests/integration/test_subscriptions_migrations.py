@@ -81,7 +81,7 @@ async def test_an_upgrade_keeps_the_books_and_then_the_store_refuses_impossible_
     engine: AsyncEngine,
 ) -> None:
     await books_at_0002(engine)
-    await migrations.upgrade(engine, MIGRATIONS)
+    await migrations.upgrade(engine, MIGRATIONS, revision="0003")
 
     assert await migrations.current_revision(engine) == "0003"
     counts = [

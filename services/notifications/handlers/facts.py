@@ -17,7 +17,13 @@ from contracts.events_v1 import (
     EventChanged,
     ReminderDue,
 )
-from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
+from contracts.subscriptions_v1 import (
+    CreditNoteIssued,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoicePaid,
+    MembershipStarted,
+)
 from kernel.consumer import HandlerContext
 from services.notifications import domain, store
 from services.notifications.domain import LONDON, day, pounds, when
@@ -60,6 +66,38 @@ async def on_invoice_issued(fact: InvoiceIssued, ctx: HandlerContext) -> None:
         "gross": pounds(fact.gross),
     }
     await _plan(ctx, domain.transactional(person, "invoice_issued", context, sms_template=False))
+
+
+# Why a credit note was issued, as its email says it.
+CREDIT_REASONS = {
+    "tier_change": "the months at your previous tier after your change of tier",
+    "leaver_refund": "the unused months of your membership",
+    "booking_refund": "a cancelled booking",
+}
+
+
+async def on_credit_note_issued(fact: CreditNoteIssued, ctx: HandlerContext) -> None:
+    """Each credit note goes to its billing contact by email, saying what it credits."""
+    person = await store.person(ctx.session, str(fact.billing_email))
+    if person is None:
+        return
+    context = {
+        "number": fact.number,
+        "billed_name": fact.billed_name,
+        "credits_invoice": fact.credits_invoice,
+        "reason": CREDIT_REASONS[fact.purpose],
+        "issued_on": day(fact.issued_on),
+        "lines": [
+            {"description": line.description, "net": pounds(line.net), "vat": pounds(line.vat)}
+            for line in fact.lines
+        ],
+        "net": pounds(fact.net),
+        "vat": pounds(fact.vat),
+        "gross": pounds(fact.gross),
+    }
+    await _plan(
+        ctx, domain.transactional(person, "credit_note_issued", context, sms_template=False)
+    )
 
 
 async def on_invoice_paid(fact: InvoicePaid, ctx: HandlerContext) -> None:

@@ -23,6 +23,7 @@ from services.subscriptions.domain.members import (
     MembershipError,
     NewMembership,
     check_leaving,
+    check_rejoining,
     check_tier_change,
     join,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Tier",
     "charge_from_month",
     "check_leaving",
+    "check_rejoining",
     "check_tier_change",
     "financial_year",
     "join",

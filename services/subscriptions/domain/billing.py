@@ -19,6 +19,7 @@ from services.subscriptions.domain.catalog import (
     Price,
     financial_year,
     month_of_year,
+    month_start,
     year_ends,
     year_starts,
 )
@@ -103,12 +104,15 @@ class Charge:
         return self.net_pence if self.kind == "invoice" else -self.net_pence
 
 
-def _months_label(year: int, first_month: int) -> str:
-    if first_month == 0:
+def _months_label(year: int, first_month: int, last_month: int = MONTHS - 1) -> str:
+    """'1 Apr 2026 – 31 Mar 2027', or the months' own first and last days."""
+    if first_month == 0 and last_month == MONTHS - 1:
         return f"1 Apr {year} – 31 Mar {year + 1}"
-    from services.subscriptions.domain.catalog import month_start
-
-    return f"{month_start(year, first_month):%-d %b %Y} – 31 Mar {year + 1}"
+    if last_month == MONTHS - 1:
+        last_day = year_ends(year)
+    else:
+        last_day = month_start(year, last_month + 1) - timedelta(days=1)
+    return f"{month_start(year, first_month):%-d %b %Y} – {last_day:%-d %b %Y}"
 
 
 def first_billable_month(year: int, starts_on: date) -> int | None:
@@ -174,6 +178,8 @@ def tier_change_charges(
 
     The change takes effect from the month of ``effective_on``; if that month
     comes before the first month the member was billed for, from that month.
+    (The service issues these through ``timeline.tier_change_documents``, which
+    also handles changes recorded out of date order, leavers and later years.)
     """
     year = financial_year(effective_on)
     month = max(month_of_year(effective_on), billed_from_month)
@@ -220,37 +226,97 @@ def due_date(issued_on: date, days: int = DEFAULT_DUE_DAYS) -> date:
     return issued_on + timedelta(days=days)
 
 
-# Payments and overdue reminders
+# Payments, credits and overdue reminders
 
-InvoiceStatus = Literal["issued", "part_paid", "paid", "void"]
+InvoiceStatus = Literal["issued", "part_paid", "paid", "credited", "void"]
 
 REMINDER_STAGES: tuple[tuple[str, int], ...] = (("first", 1), ("second", 14), ("final", 30))
 
 
-def status_after_payment(gross_pence: int, paid_pence: int) -> InvoiceStatus:
-    if paid_pence <= 0:
-        return "issued"
-    return "paid" if paid_pence >= gross_pence else "part_paid"
+def balance(gross_pence: int, paid_pence: int, credited_pence: int = 0) -> int:
+    """What is still owed on an invoice: its total less payments less credits set against it."""
+    return gross_pence - paid_pence - credited_pence
+
+
+def status_of(gross_pence: int, paid_pence: int, credited_pence: int = 0) -> InvoiceStatus:
+    """An invoice's status from its money: settled when nothing is owed.
+
+    Settled by payment (in part or whole) is ``paid``; settled by credits alone
+    is ``credited``. A part-credited invoice with nothing paid stays ``issued``:
+    it is still owed, for what remains.
+    """
+    if balance(gross_pence, paid_pence, credited_pence) <= 0:
+        return "paid" if paid_pence > 0 else "credited"
+    return "part_paid" if paid_pence > 0 else "issued"
+
+
+def status_after_payment(
+    gross_pence: int, paid_pence: int, credited_pence: int = 0
+) -> InvoiceStatus:
+    return status_of(gross_pence, paid_pence, credited_pence)
 
 
 def check_payment(
-    *, number: str, status: str, gross_pence: int, paid_pence: int, amount_pence: int
+    *,
+    number: str,
+    status: str,
+    gross_pence: int,
+    paid_pence: int,
+    amount_pence: int,
+    credited_pence: int = 0,
 ) -> int:
-    """The amount still outstanding after a payment of ``amount_pence``; raises BillingError."""
-    outstanding = gross_pence - paid_pence
+    """The amount still owed after a payment of ``amount_pence``; raises BillingError.
+
+    What is owed is the invoice's balance: its total less what was paid and what
+    credit notes took off it, so a payment can never settle more than that.
+    """
+    outstanding = balance(gross_pence, paid_pence, credited_pence)
     if amount_pence <= 0:
         raise BillingError("invalid", "a payment must be more than £0.00", "amount")
     if status == "void":
         raise BillingError("void", f"invoice {number} is void; it takes no payments", "invoice")
-    if status == "paid" or outstanding <= 0:
-        raise BillingError("paid", f"invoice {number} is already paid in full", "invoice")
+    if outstanding <= 0:
+        if paid_pence >= gross_pence:
+            raise BillingError("paid", f"invoice {number} is already paid in full", "invoice")
+        raise BillingError(
+            "credited",
+            f"invoice {number} is settled: {pounds(paid_pence)} paid and "
+            f"{pounds(credited_pence)} credited; nothing is owed on it",
+            "invoice",
+        )
     if amount_pence > outstanding:
+        credited = f" after {pounds(credited_pence)} of credit" if credited_pence else ""
         raise BillingError(
             "overpayment",
-            f"£{amount_pence / 100:,.2f} is more than the £{outstanding / 100:,.2f} outstanding on invoice {number}",
+            f"{pounds(amount_pence)} is more than the {pounds(outstanding)} outstanding"
+            f" on invoice {number}{credited}",
             "amount",
         )
     return outstanding - amount_pence
+
+
+def allocate_credit(credit_pence: int, balances: list[int]) -> list[int]:
+    """How much of a credit to set against each invoice, in order, never above its balance.
+
+    What is left over (``credit_pence − sum``) stays on the member's account: it is
+    owed to the member, to refund or to set against a later invoice.
+    """
+    if credit_pence < 0:
+        raise ValueError("a credit is never negative")
+    allocations = []
+    left = credit_pence
+    for owed in balances:
+        amount = min(left, max(owed, 0))
+        allocations.append(amount)
+        left -= amount
+    return allocations
+
+
+def pounds(pence: int) -> str:
+    """'£1,234.56', exact for any integer (no float on the way)."""
+    sign = "-" if pence < 0 else ""
+    whole, part = divmod(abs(pence), 100)
+    return f"{sign}£{whole:,}.{part:02d}"
 
 
 def reminder_stages_due(

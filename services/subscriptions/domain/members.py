@@ -70,12 +70,19 @@ def check_tier_change(
     effective_on: date,
     tiers: Mapping[str, Tier],
 ) -> None:
-    """Raise MembershipError unless the member may move to ``new_tier`` on ``effective_on``."""
+    """Raise MembershipError unless the member may move to ``new_tier`` on ``effective_on``.
+
+    ``current_tier`` is the tier the member has on that day, whatever it has today:
+    changes take effect on their date. A member that leaves may change tier up to its
+    last day.
+    """
     check_tier(new_tier, tiers)
+    if ends_on is not None and effective_on > ends_on:
+        raise MembershipError("ended", f"the membership ends on {ends_on}", "member")
     if new_tier == current_tier:
-        raise MembershipError("invalid", f"the member is already at the {new_tier} tier", "tier")
-    if ends_on is not None:
-        raise MembershipError("ended", f"the membership ended on {ends_on}", "member")
+        raise MembershipError(
+            "invalid", f"the member is already at the {new_tier} tier on {effective_on}", "tier"
+        )
     if effective_on < starts_on:
         raise MembershipError(
             "invalid",
@@ -91,4 +98,19 @@ def check_leaving(*, starts_on: date, ends_on: date | None, leaves_on: date) -> 
     if leaves_on < starts_on:
         raise MembershipError(
             "invalid", f"a member cannot leave before it joined ({starts_on})", "leaves_on"
+        )
+
+
+def check_rejoining(*, name: str, ends_on: date | None, joined_on: date) -> None:
+    """Raise MembershipError unless a member whose last membership ends on ``ends_on``
+    may start a new one on ``joined_on``."""
+    if ends_on is None:
+        raise MembershipError(
+            "conflict", f"{name} is a member; it can rejoin only once it has left", "member"
+        )
+    if joined_on <= ends_on:
+        raise MembershipError(
+            "invalid",
+            f"{name} is a member until {ends_on}; it can rejoin from the day after",
+            "joined_on",
         )
