@@ -189,10 +189,12 @@ class Recorder:
                 await _record(self._service, [(d, a) for d, a, _ in batch])
             except Exception as error:  # the rows stay claimed: tried again when it lapses
                 for _, _, done in batch:
-                    done.set_exception(error)
+                    if not done.done():  # its sender may have been cancelled meanwhile
+                        done.set_exception(error)
             else:
                 for _, _, done in batch:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
 
 
 async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]]) -> None:
