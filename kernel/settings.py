@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,12 @@ class Settings(BaseSettings):
     )
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", description="NATS server URL(s), comma separated."
+    )
+    nats_inbox_prefix: str | None = Field(
+        default=None,
+        description="Prefix of this process's reply subjects (nats-py inbox_prefix). Unset: "
+        "_INBOX_<user> when VESTRY_NATS_URL names a user (the only inbox that user may "
+        "subscribe to, deploy/nats/accounts.conf), else nats-py's _INBOX.",
     )
     subscriptions_db: str | None = Field(
         default=None, description="SQLAlchemy URL of the subscriptions store."
@@ -130,6 +138,10 @@ class Settings(BaseSettings):
         "Notifications only; a new key gives people first seen after it other ids.",
     )
 
+    def inbox_prefix(self) -> str:
+        """The prefix this process's NATS replies come back under (``inbox_prefix``)."""
+        return inbox_prefix(self.nats_url, self.nats_inbox_prefix)
+
     def database_url(self, service: str) -> str:
         """The service's store: its own URL if set, else a SQLite file in the data directory."""
         explicit = getattr(self, f"{service}_db", None)
@@ -141,3 +153,26 @@ class Settings(BaseSettings):
         """Delay before the next attempt, after ``delivered`` attempts."""
         steps = self.retry_backoff_s or [1.0]
         return steps[min(max(delivered, 1), len(steps)) - 1]
+
+
+DEFAULT_INBOX_PREFIX = "_INBOX"
+_USER = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def inbox_prefix(nats_url: str, explicit: str | None = None) -> str:
+    """Where a client's replies come back: ``explicit`` if given, else ``_INBOX_<user>`` for
+    the first user ``nats_url`` names, else nats-py's ``_INBOX``.
+
+    Each production NATS user may subscribe only to its own ``_INBOX_<user>.>``, so
+    nobody reads another's replies: JetStream API answers, publish acks, pulled
+    facts, command replies (deploy/nats/accounts.conf).
+    """
+    if explicit:
+        return explicit
+    for url in filter(None, (part.strip() for part in nats_url.split(","))):
+        parts = urlsplit(url)
+        user = unquote(parts.username or "")
+        # user:password only: in nats://TOKEN@host the "user" is a secret.
+        if parts.password is not None and _USER.fullmatch(user):
+            return f"{DEFAULT_INBOX_PREFIX}_{user}"
+    return DEFAULT_INBOX_PREFIX

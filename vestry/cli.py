@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kernel.settings import Settings
-from vestry import cli_events, cli_notifications, cli_ops, cli_subscriptions, demo_run
+from vestry import cli_events, cli_notifications, cli_ops, cli_staff, cli_subscriptions, demo_run
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
@@ -61,6 +61,7 @@ app.command("tail", rich_help_panel=OPERATORS)(cli_ops.tail)
 app.command("replay", rich_help_panel=OPERATORS)(cli_ops.replay)
 app.command("rebuild", rich_help_panel=OPERATORS)(cli_ops.rebuild)
 app.add_typer(cli_ops.dlq_app, name="dlq", rich_help_panel=OPERATORS)
+app.add_typer(cli_staff.staff_app, name="staff", rich_help_panel=OPERATORS)
 
 
 @app.callback()

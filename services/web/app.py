@@ -26,6 +26,7 @@ from kernel.store import redacted
 from services.web import NAME, errors
 from services.web.flights import SingleFlight
 from services.web.gateway import Gateway
+from services.web.office import app as office
 from services.web.pages import booking, bookings, events, unsubscribe
 from services.web.rendering import pages
 from services.web.security import RateLimit, SecureDoor
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
             name="vestry-web",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
+            inbox_prefix=settings.inbox_prefix(),  # the web user's own inbox only
         )
         app.state.nats = client
         app.state.gateway = Gateway(client, timeout=web.command_timeout_s)
@@ -76,10 +78,11 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
             "web service up; commands go to %s",
             ", ".join(redacted(url) for url in settings.nats_url.split(",")),
         )
-        try:
-            yield
-        finally:
-            await client.drain()
+        async with office.running(app.state, settings, web, client):  # staff store, staff commands
+            try:
+                yield
+            finally:
+                await client.drain()
 
     app = Starlette(
         routes=[
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
             *booking.routes,
             *bookings.routes,
             *unsubscribe.routes,
+            office.mount,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

@@ -33,3 +33,30 @@ class WebSettings(BaseSettings):
         default="127.0.0.1",
         description="Proxies whose X-Forwarded-For and -Proto are believed (comma separated).",
     )
+
+    # The back office (/office/): its store, staff sessions and sign-in lockout.
+    db: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the web service's own store (staff accounts and "
+        "sessions only); a SQLite file in the data directory if unset.",
+    )
+    staff_idle_timeout_min: float = Field(
+        default=30, gt=0, description="A staff session unused this many minutes ends."
+    )
+    staff_session_hours: float = Field(
+        default=12, gt=0, description="A staff session ends this many hours after sign-in."
+    )
+    sign_ins_per_minute: int = Field(
+        default=20, ge=1, description="Sign-in attempts one client may make in a minute."
+    )
+    lockout_after: int = Field(
+        default=10,
+        ge=1,
+        description="Wrong passwords in a row for one address before it is locked.",
+    )
+    lockout_minutes: float = Field(
+        default=15,
+        gt=0,
+        description="The first lock's length; each wrong password after it doubles it "
+        "(at most a day).",
+    )
