@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -49,12 +49,26 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("no NATS connection", status_code=503)
 
 
-async def answer_health(msg: Msg) -> None:
-    """`vestry status` asks every process over NATS; the door has no store and no consumers."""
-    report = HealthReport(
-        service=NAME, version="1", pid=os.getpid(), store="none", outbox_unsent=0, consumers=[]
+def health_answer(store_url: str) -> Callable[[Msg], Awaitable[None]]:
+    """`vestry status` asks every process over NATS; the door's store holds staff accounts
+    and sessions only, and it has no outbox and no consumers."""
+    report = (
+        HealthReport(
+            service=NAME,
+            version="1",
+            pid=os.getpid(),
+            store=redacted(store_url),
+            outbox_unsent=0,
+            consumers=[],
+        )
+        .model_dump_json()
+        .encode()
     )
-    await msg.respond(report.model_dump_json().encode())
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(report)
+
+    return answer
 
 
 def create_app(settings: Settings | None = None, web: WebSettings | None = None) -> ASGIApp:
@@ -73,7 +87,11 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
         )
         app.state.nats = client
         app.state.gateway = Gateway(client, timeout=web.command_timeout_s)
-        await client.subscribe(health_subject(NAME), queue=NAME, cb=answer_health)
+        await client.subscribe(
+            health_subject(NAME),
+            queue=NAME,
+            cb=health_answer(web.db or settings.database_url(NAME)),
+        )
         log.info(
             "web service up; commands go to %s",
             ", ".join(redacted(url) for url in settings.nats_url.split(",")),
