@@ -73,6 +73,7 @@ class Service:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             log_level=logging.DEBUG,
+            inbox_prefix=self.settings.inbox_prefix(),  # its user's own inbox only
         )
         self._consumed: dict[str, dict[type[Message], Handler]] = {}
         self.consumers: list[FactConsumer] = []
@@ -167,6 +168,7 @@ class Service:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
+            inbox_prefix=self.settings.inbox_prefix(),  # its user's own inbox only
         )
         self.js = self.nc.jetstream(timeout=10)
         # Each service declares only its own stream and the DLQ; a stream it

@@ -78,6 +78,49 @@ def streams_of(service: str) -> list[StreamSpec]:
     return [spec for spec in STREAMS if spec.name in (service.upper(), DLQ_STREAM)]
 
 
+def stream_config(
+    spec: StreamSpec, *, duplicate_window_s: float, replicas: int = 1
+) -> StreamConfig:
+    """The configuration Vestry declares for ``spec``."""
+    return StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=0,  # keep every fact: read models are rebuilt from the start
+        duplicate_window=duplicate_window_s,
+        num_replicas=replicas,
+    )
+
+
+# What a declaration sets; anything else on a stream is left as the server has it.
+DECLARED = (
+    "description",
+    "subjects",
+    "storage",
+    "retention",
+    "discard",
+    "max_age",
+    "duplicate_window",
+    "num_replicas",
+)
+
+
+def differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
+    """The declared settings in which an existing stream differs from ``wanted``."""
+    have, want = existing.as_dict(), wanted.as_dict()
+    changed = []
+    for key in DECLARED:
+        if key == "subjects":
+            if sorted(have.get(key) or []) != sorted(want.get(key) or []):
+                changed.append(key)
+        elif have.get(key) != want.get(key):
+            changed.append(key)
+    return changed
+
+
 async def ensure_streams(
     js: JetStreamContext,
     *,
@@ -87,35 +130,33 @@ async def ensure_streams(
 ) -> None:
     """Create each stream, or bring an existing one's subjects, window and replicas up to date."""
     for spec in streams:
-        config = StreamConfig(
-            name=spec.name,
-            description=spec.description,
-            subjects=list(spec.subjects),
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_age=0,  # keep every fact: read models are rebuilt from the start
-            duplicate_window=duplicate_window_s,
-            num_replicas=replicas,
-        )
+        config = stream_config(spec, duplicate_window_s=duplicate_window_s, replicas=replicas)
         await _declare_stream(js, config)
 
 
 async def _declare_stream(js: JetStreamContext, config: StreamConfig, attempts: int = 6) -> None:
-    """Create or update one stream, riding out a cluster that is still settling.
+    """Create a missing stream, or update an existing one where it differs, riding out a
+    cluster that is still settling.
 
     A freshly started cluster can answer "no suitable peers for placement"
     or not answer at all for a few seconds while it elects leaders.
+
+    A stream that already matches is left alone: in production a service's NATS
+    user may create its stream but never change it (deploy/nats/accounts.conf), so
+    an update it is refused goes unanswered; that is logged, the stream is kept as
+    it is, and the service starts (an admin declares changed streams: deploy/README.md).
     """
     for attempt in range(1, attempts + 1):
         try:
             try:
-                await js.stream_info(config.name or "")
+                info = await js.stream_info(config.name or "")
             except NotFoundError:
                 await js.add_stream(config)
                 log.info("created stream %s", config.name)
-            else:
-                await js.update_stream(config)
+                return
+            changed = differences(info.config, config)
+            if changed:
+                await _update_stream(js, config, changed)
             return
         except (nats.errors.TimeoutError, ServiceUnavailableError, ServerError) as error:
             if attempt == attempts:
@@ -124,6 +165,21 @@ async def _declare_stream(js: JetStreamContext, config: StreamConfig, attempts: 
                 "declaring stream %s: %s; trying again", config.name, error or type(error).__name__
             )
             await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+
+
+async def _update_stream(js: JetStreamContext, config: StreamConfig, changed: list[str]) -> None:
+    try:
+        await js.update_stream(config)
+    except nats.errors.TimeoutError:
+        log.warning(
+            "stream %s differs from this version's declaration (%s) and was not updated: "
+            "no answer, or this NATS user may not update streams (in production an admin "
+            'declares them: deploy/README.md, "Streams"); keeping it as it is',
+            config.name,
+            ", ".join(changed),
+        )
+        return
+    log.info("updated stream %s: %s", config.name, ", ".join(changed))
 
 
 @dataclass(frozen=True)

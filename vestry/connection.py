@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import nats
 from nats.aio.client import Client
 
+from kernel.settings import Settings, inbox_prefix
+
 
 class NatsUnreachable(Exception):
     """Raised when the CLI cannot reach NATS at the URL it was given."""
 
 
+class NatsRefused(NatsUnreachable):
+    """Raised when NATS refuses this user something it asked (a permissions violation):
+    nothing will answer, so the CLI stops at once instead of waiting out a timeout."""
+
+
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Client]:
+    refusals: list[str] = []
+    waiting = asyncio.current_task()
+    working = False
 
     async def quiet(error: Exception) -> None:  # the failure is reported once, below
-        pass
+        if "permissions violation" in str(error).lower() and working and not refusals:
+            refusals.append(str(error).strip())
+            if waiting is not None:
+                waiting.cancel()
 
     try:
         client = await nats.connect(
             url.split(","),
             name="vestry-cli",
+            # Replies under the user's own inbox, the only one it may read (_INBOX_<user>).
+            inbox_prefix=inbox_prefix(url, Settings().nats_inbox_prefix),
             error_cb=quiet,
             connect_timeout=2,
             max_reconnect_attempts=2,
@@ -35,6 +51,17 @@ async def connected(url: str) -> AsyncIterator[Client]:
             "is `vestry dev` running, or is --nats right?"
         ) from None
     try:
+        working = True
         yield client
+    except asyncio.CancelledError:
+        if not refusals:
+            raise
+        if waiting is not None:
+            waiting.uncancel()
+        raise NatsRefused(
+            f"NATS refused this user: {refusals[0]}. Its NATS user may not do that "
+            "(deploy/nats/accounts.conf): the observer only looks, the operator acts."
+        ) from None
     finally:
+        working = False
         await client.close()

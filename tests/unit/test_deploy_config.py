@@ -1,14 +1,20 @@
-"""deploy/, without servers: the NATS cluster configs parse with the packaged
-nats-server (`-t`, test and exit), the nodes are distinct and routed to each other, the
-service users' permissions match what the code declares, publishes and consumes, the
-web user may send only the commands the site's pages send, the env examples name real
-settings, and the systemd units start the right thing.
+"""deploy/, without servers: the NATS cluster configs parse with the packaged nats-server
+(`-t`, test and exit), the nodes are distinct and routed to each other, every password
+is a bcrypt hash and no plain one is in a config, each user reads only its own inbox,
+the service users' permissions are exactly what the code declares, publishes and
+consumes (and nothing of another's durable), the operators are split into one that
+looks and one that acts, nobody may update, purge or delete a stream but as the admin
+declares them, the web user may send only the commands the site's pages send, the env
+examples name real settings and log in as the right user, and the systemd units start
+the right thing.
 
-The live three-node cluster is tests/integration/test_deploy_cluster.py.
+What these files say is checked against a real three-node cluster in
+tests/integration/test_deploy_cluster.py and test_deploy_permissions.py.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -18,46 +24,116 @@ from pathlib import Path
 import pytest
 
 from contracts.system_v1 import DOORS, SERVICES, health_subject
-from kernel.settings import Settings
+from kernel import production
+from kernel.settings import Settings, inbox_prefix
 from kernel.streams import DLQ_PREFIX, DLQ_STREAM, STREAMS, streams_of
 from services.web.settings import WebSettings
 from tests.deploy_support import (
+    CLIENTS,
+    DEPLOY,
     ENV_DIR,
     NATS_DIR,
     NODES,
+    OPERATORS,
+    PASSWORDS_EXAMPLE,
     SYSTEMD_DIR,
-    allowed_subjects,
+    USERS,
+    consumed_streams,
     dummy_env,
+    durables,
+    example_password,
     host_port,
     nats_test,
     node,
+    password_hashes,
     permissions,
     read_env,
+    stage,
     user_block,
+    users_in_accounts,
     web_commands,
 )
 from vestry.natsserver import binary
+from vestry.ops import OPS_STREAM, OPS_SUBJECTS
+
+BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether NATS subject ``pattern`` (``*``, ``>``) covers ``subject``."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def may_publish(user: str, subject: str) -> bool:
+    """What accounts.conf says of ``user`` publishing ``subject`` (allow, then deny)."""
+    lists = permissions(user)
+    allowed = any(matches(p, subject) for p in lists["publish"])
+    return allowed and not any(matches(p, subject) for p in lists["publish_deny"])
+
+
+def may_subscribe(user: str, subject: str) -> bool:
+    return any(matches(p, subject) for p in permissions(user)["subscribe"])
+
+
+def test_the_matcher_reads_subjects_as_nats_does() -> None:
+    assert matches("a.*", "a.b") and not matches("a.*", "a.b.c") and not matches("a.*", "a")
+    assert matches("a.>", "a.b.c") and not matches("a.>", "a")
+    assert matches(">", "_INBOX_x.y") and matches("*.>", "_INBOX_x.y")
+    assert not matches("_INBOX_web.>", "_INBOX_webx.y")
+
 
 # The node configs
 
 
 @pytest.mark.parametrize("name", NODES)
-def test_node_config_parses_with_the_packaged_server(name: str) -> None:
-    result = nats_test(NATS_DIR / f"{name}.conf", dummy_env())
+def test_node_config_parses_with_the_packaged_server(name: str, tmp_path: Path) -> None:
+    result = nats_test(stage(tmp_path) / f"{name}.conf", dummy_env())
     assert result.returncode == 0, result.stderr + result.stdout
     assert "is valid" in result.stderr + result.stdout
 
 
-def test_passwords_come_from_the_environment() -> None:
-    env = dummy_env()
-    del env["VESTRY_NATS_EVENTS_PASSWORD"]
-    result = nats_test(NATS_DIR / "n1.conf", env)
-    assert result.returncode != 0
-    assert "VESTRY_NATS_EVENTS_PASSWORD" in result.stderr + result.stdout
-    text = (NATS_DIR / "accounts.conf").read_text() + "".join(
-        (NATS_DIR / f"{name}.conf").read_text() for name in NODES
-    )
-    assert not re.search(r"password:\s*[^$\s]", text), "a password written into a config file"
+def test_passwords_are_bcrypt_hashes_and_no_plain_password_is_in_a_config(
+    tmp_path: Path,
+) -> None:
+    hashes = password_hashes()
+    assert set(hashes) == set(USERS), sorted(set(hashes) ^ set(USERS))
+    assert sorted(users_in_accounts()) == sorted(USERS)
+    for user, value in hashes.items():
+        match = BCRYPT.fullmatch(value)
+        assert match, f"{user}: not a bcrypt hash"
+        assert int(match.group(1)) >= 10, f"{user}: bcrypt cost {match.group(1)} is too low"
+        accounts = (NATS_DIR / "accounts.conf").read_text()
+        assert re.search(rf"user:\s*{user}\s*,?\s*password:\s*\${user}_hash\b", accounts), user
+    configs = "".join(path.read_text() for path in NATS_DIR.iterdir())
+    assert not re.search(r"password:\s*[^$\s]", configs), "a password written into a config"
+    for user in USERS:  # no plain example password in deploy/nats or the nodes' environment
+        assert example_password(user) not in configs
+        assert example_password(user) not in (ENV_DIR / "nats.env.example").read_text()
+    assert len(set(hashes.values())) == len(hashes), "two users share a hash"
+    # The nodes do not start without passwords.conf, nor with a user's hash missing.
+    staged = stage(tmp_path / "none")
+    (staged / "passwords.conf").unlink()
+    assert nats_test(staged / "n1.conf", dummy_env()).returncode != 0
+    text = PASSWORDS_EXAMPLE.read_text()
+    staged = stage(tmp_path / "gap", passwords=re.sub(r"(?m)^events_hash:.*$", "", text))
+    result = nats_test(staged / "n1.conf", dummy_env())
+    assert result.returncode != 0 and "events_hash" in result.stderr + result.stdout
+
+
+def test_every_example_password_is_refused_in_production() -> None:
+    """The example env files keep plain passwords for the operator to replace; the
+    hashes shipped are theirs, so each is refused by a production start."""
+    for user in USERS:
+        assert production.is_example(example_password(user)), user
+    for user in CLIENTS:
+        url = read_env(ENV_DIR / f"{user}.env.example")["VESTRY_NATS_URL"]
+        assert production.nats_url_problems(url), user
 
 
 def test_nodes_are_distinct_and_alike_where_they_must_be() -> None:
@@ -72,10 +148,19 @@ def test_nodes_are_distinct_and_alike_where_they_must_be() -> None:
     ]
     assert len(set(ports)) == 9, f"ports collide: {ports}"
     assert [conf["server_name"] for conf in nodes.values()] == list(NODES)
-    for key in ("cluster.name", "jetstream.sync_interval", "include", "cluster.routes"):
+    for key in (
+        "cluster.name",
+        "cluster.no_advertise",
+        "jetstream.sync_interval",
+        "include",
+        "cluster.routes",
+    ):
         assert len({str(conf[key]) for conf in nodes.values()}) == 1, f"{key} differs"
     assert nodes["n1"]["jetstream.sync_interval"] == "always"
     assert nodes["n1"]["include"] == "./accounts.conf"
+    # Clients list every node with their credentials; a node the cluster advertised
+    # would come without them (tests/integration/test_deploy_failover.py).
+    assert all(conf["cluster.no_advertise"] == "true" for conf in nodes.values())
 
 
 def test_each_node_routes_to_the_other_two() -> None:
@@ -95,16 +180,34 @@ def test_each_node_routes_to_the_other_two() -> None:
             assert password == env["VESTRY_NATS_ROUTE_PASSWORD"]
 
 
-# Permissions against what the code does
+# Inboxes
 
 
-def _consumed_streams(service: str, tmp_path: Path) -> list[str]:
-    """The streams ``services/<service>/app.py`` registers handlers for."""
-    from importlib import import_module
+def test_each_user_reads_its_own_inbox_and_nobody_elses() -> None:
+    for user in USERS[:-1]:  # sys is the system account's
+        subscribe = permissions(user)["subscribe"]
+        assert f"_INBOX_{user}.>" in subscribe, user
+        for other in USERS:
+            if other != user:
+                assert not may_subscribe(user, f"_INBOX_{other}.abc.1"), (user, other)
+        assert not may_subscribe(user, "_INBOX.abc.1"), user  # nats-py's default inbox
+        assert not any(p in (">", "*.>", "_INBOX.>") for p in subscribe), user
 
-    app = import_module(f"services.{service}.app")
-    built = app.create_service(Settings(data_dir=tmp_path))
-    return sorted(built._consumed)
+
+@pytest.mark.parametrize("user", CLIENTS)
+def test_each_client_takes_its_replies_under_its_own_inbox(user: str) -> None:
+    """kernel/settings.inbox_prefix: the user in VESTRY_NATS_URL gives the prefix, the one
+    the services, the site, the CLI and the admin script connect with."""
+    env = read_env(ENV_DIR / f"{user}.env.example")
+    assert "VESTRY_NATS_INBOX_PREFIX" not in env  # derived from the URL's user
+    prefix = inbox_prefix(env["VESTRY_NATS_URL"])
+    assert prefix == f"_INBOX_{user}"
+    assert Settings(nats_url=env["VESTRY_NATS_URL"]).inbox_prefix() == prefix
+    assert may_subscribe(user, f"{prefix}.AbCdEf0123456789AbCdEf.1")
+    assert inbox_prefix("nats://127.0.0.1:4222") == "_INBOX"  # vestry dev: no users
+
+
+# Services
 
 
 def test_every_stream_has_one_owner_that_declares_it() -> None:
@@ -119,55 +222,102 @@ def test_every_stream_has_one_owner_that_declares_it() -> None:
     assert all(len(services) == 1 for services in owners.values()), owners
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_service_user_allows_exactly_its_own_subjects(service: str, tmp_path: Path) -> None:
-    block = user_block(service)
-    allowed = allowed_subjects(service)
-    owned = {s for spec in STREAMS if spec.name == service.upper() for s in spec.subjects}
-    assert owned, f"no stream for {service}"
-    facts = {s for spec in STREAMS if spec.name != DLQ_STREAM for s in spec.subjects}
-    assert allowed & facts == owned, "publishes another owner's facts, or misses its own"
-    assert f"{DLQ_PREFIX}.{service}.>" in allowed
-    assert not any(
-        s.startswith(f"{DLQ_PREFIX}.") and s != f"{DLQ_PREFIX}.{service}.>" for s in allowed
-    )
-    assert {f"{service}.cmd.>", "_INBOX.>"} <= allowed
-    assert not any(s.endswith(".cmd.>") and s != f"{service}.cmd.>" for s in allowed)
-    assert "allow_responses: true" in block
-    assert ">" not in allowed and "$JS.API.>" not in allowed
-    assert not any(re.search(r"\.(DELETE|PURGE)\.", s) for s in allowed)
-    # Streams: info, create and update on exactly the ones it declares (its own and
-    # the DLQ, kernel/streams.streams_of), nothing on another owner's.
-    stream_api = {s for s in allowed if s.startswith("$JS.API.STREAM.")}
-    declares = {
-        f"$JS.API.STREAM.{action}.{spec.name}"
-        for spec in streams_of(service)
-        for action in ("INFO", "CREATE", "UPDATE")
-    }
-    assert stream_api == declares, f"{service}: {sorted(stream_api ^ declares)}"
-    # Consumers: its durable on each stream its handlers consume.
-    for stream in _consumed_streams(service, tmp_path):
+def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
+    """What ``service``'s code needs, as accounts.conf must say it."""
+    own = service.upper()
+    facts = {s for spec in STREAMS if spec.name == own for s in spec.subjects}
+    publish = facts | {f"{DLQ_PREFIX}.{service}.>", "_VESTRY.progress.*"}
+    # kernel/streams.ensure_streams: its own stream and the DLQ, created if absent.
+    publish |= {f"$JS.API.STREAM.{a}.{s}" for s in (own, DLQ_STREAM) for a in ("INFO", "CREATE")}
+    # kernel/redrive.py: read a dead letter, remove it once it is handled.
+    publish |= {f"$JS.API.STREAM.MSG.{a}.{DLQ_STREAM}" for a in ("GET", "DELETE")}
+    deny = set()
+    everyone = durables(tmp_path / "durables")
+    for stream in consumed_streams(service, tmp_path / service):
         durable = f"{service}-{stream.lower()}"
+        # kernel/consumer.py: its durable (created by name, pulled, acked) ...
+        publish |= {
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        }
+        # ... and kernel/replay.py (replay, rebuild): the stream's last sequence and
+        # short-lived consumers named replay-<service>-<random>.
+        publish.add(f"$JS.API.STREAM.INFO.{stream}")
+        publish |= {f"$JS.API.CONSUMER.{a}.{stream}.*" for a in ("CREATE", "INFO", "DELETE")}
+        publish.add(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*")
+        deny.add(f"$JS.API.CONSUMER.DELETE.{stream}.{durable}")
+        for other, (owner, on) in everyone.items():
+            if on == stream and owner != service:
+                deny |= {
+                    f"$JS.API.CONSUMER.*.{stream}.{other}",
+                    f"$JS.API.CONSUMER.*.{stream}.{other}.>",
+                    f"$JS.API.CONSUMER.*.*.{stream}.{other}",
+                }
+    return {
+        "publish": publish,
+        "publish_deny": deny,
+        "subscribe": {f"{service}.cmd.>", f"_INBOX_{service}.>"},
+    }
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_user_allows_exactly_what_its_code_uses(service: str, tmp_path: Path) -> None:
+    have, want = permissions(service), _expected(service, tmp_path)
+    for kind in ("publish", "publish_deny", "subscribe"):
+        assert have[kind] == want[kind], f"{service} {kind}: {sorted(have[kind] ^ want[kind])}"
+    assert "allow_responses: true" in user_block(service)
+    # What that means, spelled out: its own facts and dead letters only ...
+    for spec in STREAMS:
+        for subject in spec.subjects:
+            sample = subject.replace("*", "x").replace(">", "x.y")
+            assert may_publish(service, sample) == (spec.name == service.upper()), sample
+    for other in SERVICES:
+        assert may_publish(service, f"dlq.{other}.x.y") == (other == service)
+        # ... no other service's commands, to send or to receive ...
+        assert not may_publish(service, f"{other}.cmd.run_invoicing")
+        assert may_subscribe(service, f"{other}.cmd.x") == (other == service)
+
+
+@pytest.mark.parametrize("user", USERS[:-1])
+def test_nobody_updates_purges_or_deletes_a_stream_but_as_the_admin_declares(user: str) -> None:
+    for spec in (*STREAMS, OPS_STREAM):
+        name = spec if isinstance(spec, str) else spec.name
+        assert may_publish(user, f"$JS.API.STREAM.UPDATE.{name}") == (
+            user == "admin" and name != OPS_STREAM
+        ), (user, name)
+        for action in ("PURGE", "DELETE"):
+            assert not may_publish(user, f"$JS.API.STREAM.{action}.{name}"), (user, name)
+        # Messages: dead letters leave the DLQ (redrive, purge); nothing else is deleted.
+        assert may_publish(user, f"$JS.API.STREAM.MSG.DELETE.{name}") == (
+            name == DLQ_STREAM and user in (*SERVICES, "operator")
+        ), (user, name)
+    for subject in ("$JS.API.STREAM.CREATE.X", "$JS.API.ACCOUNT.PURGE.VESTRY", "$SYS.REQ.X"):
+        assert not may_publish(user, subject), (user, subject)
+    assert not any(p == ">" or p.startswith("$JS.API.>") for p in permissions(user)["publish"])
+
+
+@pytest.mark.parametrize("user", USERS[:-1])
+def test_nobody_changes_pulls_or_deletes_a_durable_not_its_own(user: str, tmp_path: Path) -> None:
+    for durable, (owner, stream) in durables(tmp_path).items():
+        mine = user == owner
         for subject in (
             f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
-            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
-            f"$JS.ACK.{stream}.{durable}.>",
+            f"$JS.ACK.{stream}.{durable}.1.5.5.1700000000000000000.0",
         ):
-            assert subject in allowed, f"{service} consumes {stream} but may not {subject}"
-    durables = [  # durable names are the tokens with a hyphen
-        token
-        for subject in allowed
-        if subject.startswith(("$JS.ACK.", "$JS.API.CONSUMER."))
-        for token in subject.split(".")
-        if "-" in token
-    ]
-    assert durables and all(d.startswith(f"{service}-") for d in durables), durables
-    # Nothing else: what is not a fact, a dead letter, a command, an inbox, account
-    # info or a stream it declares is one of its durables' consumer API and acks.
-    known = owned | declares | {f"{DLQ_PREFIX}.{service}.>", f"{service}.cmd.>", "_INBOX.>"}
-    stray = allowed - known - {"$JS.API.INFO"}
-    assert all(s.startswith(("$JS.API.CONSUMER.", "$JS.ACK.")) for s in stray), sorted(stray)
+            assert may_publish(user, subject) == mine, subject
+        for subject in (
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        ):
+            assert may_publish(user, subject) == mine, subject
+        for subject in (  # nobody: not the owner either
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.events.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{durable}",
+        ):
+            assert not may_publish(user, subject), subject
+
+
+# The public site
 
 
 def test_web_user_sends_only_the_commands_the_site_sends() -> None:
@@ -175,17 +325,95 @@ def test_web_user_sends_only_the_commands_the_site_sends() -> None:
     allowed = permissions("web")
     assert allowed["publish"] == web_commands(), sorted(allowed["publish"] ^ web_commands())
     assert {"events.cmd.book", "notifications.cmd.unsubscribe"} <= allowed["publish"]
-    assert allowed["subscribe"] == {health_subject("web"), "_INBOX.>"}
+    assert allowed["subscribe"] == {health_subject("web"), "_INBOX_web.>"}
+    assert not allowed["publish_deny"]
     assert "allow_responses: true" in user_block("web")  # its health replies
     every = allowed["publish"] | allowed["subscribe"]
     assert not any(s.startswith("$") or s.startswith(f"{DLQ_PREFIX}.") for s in every)
     assert not any(s.endswith(">") or "*" in s for s in allowed["publish"])
 
 
-def test_operator_has_broad_rights() -> None:
-    block = user_block("operator")
-    assert re.search(r'publish:\s*\{\s*allow:\s*\[">"\]', block)
-    assert re.search(r'subscribe:\s*\{\s*allow:\s*\[">"\]', block)
+# Operators and the admin
+
+
+def test_the_operator_acts_through_the_services() -> None:
+    allowed = permissions("operator")
+    assert allowed["publish"] == {
+        *(f"{service}.cmd.>" for service in SERVICES),
+        health_subject("web"),
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.INFO.*",
+        "$JS.API.CONSUMER.LIST.*",
+        "$JS.API.STREAM.MSG.GET.*",
+        "$JS.API.STREAM.MSG.DELETE.DLQ",
+        "ops.action.*",
+    }, sorted(allowed["publish"])
+    assert allowed["subscribe"] == {"_INBOX_operator.>", "_VESTRY.progress.*"}
+    assert "allow_responses" not in user_block("operator")
+    assert not any(
+        may_publish("operator", f"$JS.API.CONSUMER.CREATE.EVENTS.x{t}") for t in ("", ".>")
+    )
+    assert not may_publish("operator", f"$JS.API.STREAM.MSG.DELETE.{OPS_STREAM}")
+    assert [s for s in OPS_SUBJECTS if may_publish("operator", s.replace("*", "replay"))]
+
+
+def test_the_observer_only_looks(tmp_path: Path) -> None:
+    allowed = permissions("observer")
+    assert {s for s in allowed["publish"] if not s.startswith("$")} == {
+        health_subject(name) for name in (*SERVICES, *DOORS)
+    }
+    assert allowed["subscribe"] == {"_INBOX_observer.>"}
+    assert "allow_responses" not in user_block("observer")
+    for subject in (
+        "$JS.API.STREAM.LIST",
+        "$JS.API.STREAM.NAMES",
+        "$JS.API.STREAM.INFO.OPS",
+        "$JS.API.STREAM.MSG.GET.DLQ",
+        "$JS.API.CONSUMER.LIST.EVENTS",
+        "$JS.API.CONSUMER.INFO.EVENTS.notifications-events",
+        "$JS.API.CONSUMER.CREATE.EVENTS.tail-0a1b2c3d4e.events.>",
+        "$JS.API.CONSUMER.MSG.NEXT.EVENTS.tail-0a1b2c3d4e",
+        "$JS.API.CONSUMER.DELETE.EVENTS.tail-0a1b2c3d4e",
+    ):
+        assert may_publish("observer", subject), subject
+    for subject in (
+        "events.cmd.book",
+        "subscriptions.cmd.replay",
+        "ops.action.purge",
+        "dlq.events.x",
+        "$JS.API.STREAM.MSG.DELETE.DLQ",
+        "$JS.ACK.EVENTS.tail-0a1b2c3d4e.1.1.1.1.0",
+        "$JS.API.CONSUMER.CREATE.EVENTS.tail-0a1b2c3d4e",  # no filter: not a tail
+    ):
+        assert not may_publish("observer", subject), subject
+    assert {d for d, _ in durables(tmp_path).items()} == {
+        token for subject in allowed["publish_deny"] for token in subject.split(".") if "-" in token
+    }
+
+
+def test_the_admin_only_declares_streams() -> None:
+    allowed = permissions("admin")
+    streams = [spec.name for spec in STREAMS]
+    assert allowed["publish"] == {
+        *(f"$JS.API.STREAM.{a}.{s}" for s in streams for a in ("INFO", "CREATE", "UPDATE")),
+        f"$JS.API.STREAM.INFO.{OPS_STREAM}",
+        f"$JS.API.STREAM.CREATE.{OPS_STREAM}",
+    }
+    assert allowed["subscribe"] == {"_INBOX_admin.>"}
+
+
+def _declare_streams_script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("declare_streams", DEPLOY / "declare_streams.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_admin_declares_ops_append_only() -> None:
+    ops = _declare_streams_script().ops_config(3)
+    assert ops.name == OPS_STREAM and ops.subjects == OPS_SUBJECTS
+    assert ops.deny_delete and ops.deny_purge and ops.num_replicas == 3
 
 
 # The env examples and the units
@@ -197,20 +425,30 @@ def test_service_env_example(service: str) -> None:
     known = {"VESTRY_LOG_LEVEL"} | _setting_names()
     for key in env:
         assert key in known, f"{key} is no setting"
-    urls = env["VESTRY_NATS_URL"].split(",")
-    client_ports = {host_port(str(node(name)["listen"]))[1] for name in NODES}
-    assert {int(url.rsplit(":", 1)[1]) for url in urls} == client_ports
-    nats_env = read_env(ENV_DIR / "nats.env.example")
-    for url in urls:
-        assert url.startswith(
-            f"nats://{service}:{nats_env[f'VESTRY_NATS_{service.upper()}_PASSWORD']}@"
-        )
+    _logs_in_as(service, env)
     assert env[f"VESTRY_{service.upper()}_DB"].startswith("postgresql+asyncpg://")
     assert Settings(
         **{k.removeprefix("VESTRY_").lower(): v for k, v in env.items() if k != "VESTRY_LOG_LEVEL"}
     )
     if service == "notifications":
         assert {"VESTRY_SMTP_HOST", "VESTRY_SMTP_PORT", "VESTRY_MAIL_FROM"} <= set(env)
+
+
+def _logs_in_as(user: str, env: dict[str, str]) -> None:
+    """The URL names all three nodes, as ``user`` with its example password."""
+    urls = env["VESTRY_NATS_URL"].split(",")
+    client_ports = {host_port(str(node(name)["listen"]))[1] for name in NODES}
+    assert {int(url.rsplit(":", 1)[1]) for url in urls} == client_ports
+    for url in urls:
+        assert url.startswith(f"nats://{user}:{example_password(user)}@"), url
+
+
+@pytest.mark.parametrize("user", (*OPERATORS, "admin"))
+def test_cli_env_examples(user: str) -> None:
+    env = read_env(ENV_DIR / f"{user}.env.example")
+    assert set(env) <= _setting_names(), sorted(set(env) - _setting_names())
+    _logs_in_as(user, env)
+    assert Settings(**{k.removeprefix("VESTRY_").lower(): v for k, v in env.items()})
 
 
 def test_web_env_example() -> None:
@@ -228,12 +466,7 @@ def test_web_env_example() -> None:
     # Every setting the site reads, but the port: the unit sets it per replica, and a
     # value in the EnvironmentFile would override the unit's.
     assert set(env) == read_by_web - {"VESTRY_WEB_PORT"}, sorted(set(env) ^ read_by_web)
-    urls = env["VESTRY_NATS_URL"].split(",")
-    client_ports = {host_port(str(node(name)["listen"]))[1] for name in NODES}
-    assert {int(url.rsplit(":", 1)[1]) for url in urls} == client_ports
-    nats_env = read_env(ENV_DIR / "nats.env.example")
-    for url in urls:
-        assert url.startswith(f"nats://web:{nats_env['VESTRY_NATS_WEB_PASSWORD']}@")
+    _logs_in_as("web", env)
     web = WebSettings(
         **{k.removeprefix("VESTRY_WEB_").lower(): v for k, v in env.items() if k in web_fields}
     )
@@ -260,20 +493,22 @@ def _setting_names() -> set[str]:
 
 
 def test_every_service_keeps_three_copies_of_its_streams() -> None:
-    """One copy per node; the same in every service, as each one declares the DLQ."""
-    for service in SERVICES:
-        env = read_env(ENV_DIR / f"{service}.env.example")
-        assert env.get("VESTRY_STREAM_REPLICAS") == str(len(NODES)), service
+    """One copy per node; the same in every service, as each one declares the DLQ, and
+    in the admin's environment, which declares them all."""
+    for name in (*SERVICES, "admin"):
+        env = read_env(ENV_DIR / f"{name}.env.example")
+        assert env.get("VESTRY_STREAM_REPLICAS") == str(len(NODES)), name
         assert Settings(stream_replicas=env["VESTRY_STREAM_REPLICAS"]).stream_replicas == 3
 
 
-def test_nats_env_example_sets_every_variable_the_configs_use() -> None:
+def test_nats_env_example_sets_every_variable_the_configs_use(tmp_path: Path) -> None:
     env = read_env(ENV_DIR / "nats.env.example")
     used = set()
-    for path in NATS_DIR.glob("*.conf"):
-        used |= set(re.findall(r"\$(VESTRY_\w+)", path.read_text()))
+    for name in NODES:
+        used |= set(re.findall(r"\$(VESTRY_\w+)", (NATS_DIR / f"{name}.conf").read_text()))
     assert used == set(env)
-    result = nats_test(NATS_DIR / "n2.conf", env)
+    assert not re.findall(r"\$(VESTRY_\w+)", (NATS_DIR / "accounts.conf").read_text())
+    result = nats_test(stage(tmp_path) / "n2.conf", env)
     assert result.returncode == 0, result.stderr
 
 
