@@ -118,7 +118,11 @@ def dev(
             stack.start()
         except PortBusy as busy:
             fail(str(busy), code=2)
-        status = asyncio.run(_wait_healthy(stack.nats_url, ready_timeout, lambda: stopping))
+        status = asyncio.run(
+            _wait_healthy(
+                stack.nats_url, ready_timeout, lambda: stopping, meanwhile=stack.restart_crashed
+            )
+        )
         if status is not None:
             _print_listeners(stack, status)
         elif not stopping:
@@ -136,10 +140,16 @@ def dev(
 
 
 async def _wait_healthy(
-    url: str, timeout: float, give_up: Any = lambda: False
+    url: str,
+    timeout: float,
+    give_up: Any = lambda: False,
+    meanwhile: Any = lambda: None,
 ) -> status_report.Status | None:
+    """The stack's status once every part answers; None after ``timeout``. ``meanwhile``
+    runs between looks (`vestry dev` keeps supervising while it waits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not give_up():
+        meanwhile()
         try:
             async with connected(url) as nc:
                 status = await status_report.gather(nc)
