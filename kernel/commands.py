@@ -3,8 +3,10 @@ structured error (code, message, field) and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import REGISTRY, Envelope, Message, UnknownMessage
 from contracts.system_v1 import CommandError, Reply
+from kernel import outbox
 from kernel.outbox import Publisher
 
 log = logging.getLogger(__name__)
@@ -63,15 +66,8 @@ def validation_error(error: ValidationError, prefix: tuple[str | int, ...] = ())
     return CommandError(code="invalid", message="; ".join(messages), field=field)
 
 
-async def answer(
-    raw: bytes,
-    *,
-    model: type[Message],
-    handler: CommandHandler,
-    sessions: async_sessionmaker[AsyncSession],
-    on_commit: Callable[[], None],
-) -> Reply:
-    """Validate ``raw`` as an envelope of ``model``, run the handler in one transaction, reply."""
+def read_command(raw: bytes, model: type[Message]) -> tuple[Message, Envelope] | Reply:
+    """``raw`` as an envelope of ``model`` and its command, or the Reply refusing it."""
     try:
         envelope = Envelope.from_bytes(raw)
     except ValidationError as error:
@@ -88,6 +84,22 @@ async def answer(
         command = model.model_validate(envelope.data)
     except ValidationError as error:
         return Reply(ok=False, error=validation_error(error))
+    return command, envelope
+
+
+async def answer(
+    raw: bytes,
+    *,
+    model: type[Message],
+    handler: CommandHandler,
+    sessions: async_sessionmaker[AsyncSession],
+    on_commit: Callable[[], None],
+) -> Reply:
+    """Validate ``raw`` as an envelope of ``model``, run the handler in one transaction, reply."""
+    read = read_command(raw, model)
+    if isinstance(read, Reply):
+        return read
+    command, envelope = read
     try:
         async with sessions() as session, session.begin():
             data = await handler(
@@ -97,15 +109,194 @@ async def answer(
         return Reply(ok=False, error=refusal.error)
     except Exception:
         log.exception("%s %s failed", envelope.type, envelope.id)
-        return Reply(
-            ok=False,
-            error=CommandError(
-                code="internal",
-                message=f"{envelope.type} failed inside the service; nothing was changed",
-            ),
-        )
+        return _internal_error(envelope)
     on_commit()
     return Reply(ok=True, data=data)
+
+
+def _internal_error(envelope: Envelope) -> Reply:
+    return Reply(
+        ok=False,
+        error=CommandError(
+            code="internal",
+            message=f"{envelope.type} failed inside the service; nothing was changed",
+        ),
+    )
+
+
+# Batches: one writer per command, answering everything that queued while it wrote.
+
+BatchAnswer = dict[str, Any] | Refused
+BatchHandler = Callable[[Sequence[tuple[Any, CommandContext]]], Awaitable[list[BatchAnswer]]]
+Respond = Callable[[bytes], Awaitable[None]]
+
+
+class _Collecting(Publisher):
+    """A command's facts, kept aside until the batch knows which commands were refused,
+    then written with everyone else's in one statement."""
+
+    def __init__(self, session: AsyncSession, causation: Envelope) -> None:
+        super().__init__(session, causation)
+        self.facts: list[tuple[Envelope, str]] = []
+
+    async def __call__(self, message: Message, *, id: str | None = None) -> Envelope:
+        envelope = Envelope.wrap(message, id=id, causation=self._causation)
+        self.facts.append((envelope, message.SUBJECT))
+        self.published.append(envelope)
+        return envelope
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    command: Message
+    envelope: Envelope
+    respond: Respond
+
+
+class CommandBatcher:
+    """Answers one command through a single writer, a batch per transaction.
+
+    Requests queue in the order they arrive. The writer takes the oldest of them,
+    refuses at once any that is not a valid command, runs the batch handler on the rest
+    in one transaction with the facts of every command it accepted in that
+    transaction's outbox, commits, and only then answers each. What arrives meanwhile
+    waits for the next batch, so the busier the command, the bigger the batches, and
+    one commit serves many requests.
+
+    A batch takes a sixth of those waiting, at least ``MIN_BATCH`` (all of them if
+    fewer) and at most ``max_batch``: a rush is answered in big commits first and
+    smaller ones as it drains, so its answers keep leaving every few milliseconds
+    instead of in a few big bursts, while a commit (which costs about as much as a
+    dozen commands) is still shared by many. ``max_batch`` bounds how long one batch
+    holds its locks.
+
+    The batch handler gets the commands in arrival order, each with its own
+    context (the shared session, its envelope, a publisher of its own) and returns
+    one answer per command: the reply's data, or a ``Refused``. It decides every
+    command before it writes anything, so a refused one leaves no trace and does
+    not fail the others; its facts, if it published any, are dropped. If the batch
+    fails otherwise (an error, a constraint, the commit), nothing of it was
+    committed and each of its commands is run again alone, in order, so only the
+    one at fault fails.
+
+    ``on_commit`` (waking the outbox relay) is called once the writer has caught up
+    rather than after every commit: in a rush, answering comes first, and the relay
+    still finds the facts on its own poll if the rush goes on.
+    """
+
+    MAX_BATCH = 256
+    MIN_BATCH = 16
+    SHARE = 6  # a batch takes this fraction of the queue (1/SHARE)
+
+    def __init__(
+        self,
+        *,
+        model: type[Message],
+        handler: BatchHandler,
+        sessions: async_sessionmaker[AsyncSession],
+        on_commit: Callable[[], None],
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._model = model
+        self._handler = handler
+        self._sessions = sessions
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._arrived: deque[tuple[bytes, Respond]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.answered = 0
+
+    def submit(self, raw: bytes, respond: Respond) -> None:
+        """Queue a request in its turn; ``respond`` gets the answer's bytes."""
+        self._arrived.append((raw, respond))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name=f"batch {self._model.TYPE}")
+
+    async def drain(self) -> None:
+        """Wait until every request queued so far has been answered."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})
+
+    async def _write(self) -> None:
+        # Ends when nothing waits; the next request starts another writer.
+        committed = False
+        while self._arrived:
+            taken = [self._arrived.popleft() for _ in range(self._batch_size())]
+            batch = []
+            for raw, respond in taken:
+                read = read_command(raw, self._model)
+                if isinstance(read, Reply):
+                    await _send(respond, read)
+                else:
+                    batch.append(_Waiting(read[0], read[1], respond))
+            replies, wrote = await self._answer(batch) if batch else ([], False)
+            committed = committed or wrote
+            self.batches += 1
+            self.answered += len(taken)
+            for waiting, reply in zip(batch, replies, strict=True):
+                await _send(waiting.respond, reply)
+            if committed and not self._arrived:
+                self._on_commit()
+                committed = False
+
+    def _batch_size(self) -> int:
+        waiting = len(self._arrived)
+        return min(waiting, self._max_batch, max(self.MIN_BATCH, waiting // self.SHARE))
+
+    async def _answer(self, batch: list[_Waiting]) -> tuple[list[Reply], bool]:
+        """The replies to ``batch``, and whether it committed any facts."""
+        try:
+            return await self._in_one_transaction(batch)
+        except Refused as refusal:
+            if len(batch) == 1:
+                return [Reply(ok=False, error=refusal.error)], False
+        except Exception:
+            if len(batch) == 1:
+                log.exception("%s %s failed", batch[0].envelope.type, batch[0].envelope.id)
+                return [_internal_error(batch[0].envelope)], False
+            log.exception(
+                "a batch of %d %s failed; answering each alone", len(batch), self._model.TYPE
+            )
+        replies, wrote = [], False
+        for waiting in batch:
+            (reply,), facts = await self._answer([waiting])
+            replies.append(reply)
+            wrote = wrote or facts
+        return replies, wrote
+
+    async def _in_one_transaction(self, batch: list[_Waiting]) -> tuple[list[Reply], bool]:
+        async with self._sessions() as session, session.begin():
+            collected = [_Collecting(session, waiting.envelope) for waiting in batch]
+            answers = await self._handler(
+                [
+                    (waiting.command, CommandContext(session, waiting.envelope, publish))
+                    for waiting, publish in zip(batch, collected, strict=True)
+                ]
+            )
+            if len(answers) != len(batch):
+                raise RuntimeError(f"{len(answers)} answers to a batch of {len(batch)}")
+            facts = [
+                fact
+                for publish, given in zip(collected, answers, strict=True)
+                if not isinstance(given, Refused)
+                for fact in publish.facts
+            ]
+            await outbox.add_many(session, facts)
+        return [
+            Reply(ok=False, error=given.error)
+            if isinstance(given, Refused)
+            # The handler's own dict: nothing in it for Reply to check.
+            else Reply.model_construct(ok=True, data=given, error=None)
+            for given in answers
+        ], bool(facts)
+
+
+async def _send(respond: Respond, reply: Reply) -> None:
+    try:
+        await respond(reply.model_dump_json().encode())
+    except Exception as error:  # the requester's connection went; what was committed stays
+        log.warning("could not answer a request: %s", error)
 
 
 async def request(client: Client, command: Message, *, timeout: float = 10.0) -> dict[str, Any]:

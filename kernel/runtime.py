@@ -8,15 +8,18 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
+import nats.errors
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
@@ -88,11 +91,13 @@ class Service:
         self.broker.subscriber(rebuild_subject(name), queue=name)(self._rebuild_endpoint)
         self._read_model: ReadModel | None = None
         self._backlog: Callable[[AsyncSession], Awaitable[int]] | None = None
+        self.batchers: dict[str, commands.CommandBatcher] = {}
+        self._batch_subscriptions: list[Subscription] = []
         self.app = FastStream(
             self.broker,
             on_startup=[self.prepare],
             after_startup=[self.start_workers],
-            on_shutdown=[self.stop_workers],
+            on_shutdown=[self.stop_batched_commands, self.stop_workers],
             after_shutdown=[self.close],
         )
 
@@ -116,6 +121,26 @@ class Service:
 
             endpoint.__name__ = f"{self.name}_{model.TYPE}"
             self.broker.subscriber(model.SUBJECT, queue=self.name, title=model.SUBJECT)(endpoint)
+            return handler
+
+        return register
+
+    def command_batch(
+        self, model: type[M], *, max_batch: int = commands.CommandBatcher.MAX_BATCH
+    ) -> Callable[[commands.BatchHandler], commands.BatchHandler]:
+        """Answer ``model`` like ``command``, but through one writer that takes the
+        requests waiting, in arrival order, and answers them a batch per transaction
+        (``kernel.commands.CommandBatcher``): for a command that comes in rushes. The
+        handler takes the whole batch (``kernel.commands.BatchHandler``)."""
+
+        def register(handler: commands.BatchHandler) -> commands.BatchHandler:
+            self.batchers[model.SUBJECT] = commands.CommandBatcher(
+                model=model,
+                handler=handler,
+                sessions=self.sessions,
+                on_commit=self.wake_relay,
+                max_batch=max_batch,
+            )
             return handler
 
         return register
@@ -185,6 +210,7 @@ class Service:
             batch=self.settings.relay_batch,
             poll_interval=self.settings.relay_poll_s,
         )
+        await self._take_batched_commands()
         self.consumers = [
             FactConsumer(
                 service=self.name,
@@ -241,6 +267,31 @@ class Service:
                 )
                 task.cancel()
 
+    async def _take_batched_commands(self) -> None:
+        """Subscribe each batched command straight on nats-py: its callback only queues
+        the request, in the order NATS delivers them (FastStream's per-message dispatch
+        would cost more than the booking itself). Answers go back on the same
+        connection, the one a reply is allowed from (``allow_responses``)."""
+        assert self.nc is not None
+        for subject, batcher in self.batchers.items():
+
+            async def take(msg: Msg, batcher: commands.CommandBatcher = batcher) -> None:
+                batcher.submit(msg.data, msg.respond if msg.reply else _nobody)
+
+            self._batch_subscriptions.append(
+                await self.nc.subscribe(subject, queue=self.name, cb=take)
+            )
+
+    async def stop_batched_commands(self) -> None:
+        """Take no more batched commands (the other replicas get them) and answer every
+        one already taken."""
+        subscriptions, self._batch_subscriptions = self._batch_subscriptions, []
+        for subscription in subscriptions:
+            with suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+        for batcher in self.batchers.values():
+            await batcher.drain()
+
     async def close(self) -> None:
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.close()
@@ -256,6 +307,7 @@ class Service:
         try:
             yield self
         finally:
+            await self.stop_batched_commands()
             await self.stop_workers()
             await self.broker.stop()
             await self.close()
@@ -369,6 +421,10 @@ async def _operate(
         failure = CommandError(code="internal", message=f"{model.__name__} failed: {error}")
         return Reply(ok=False, error=failure).model_dump(mode="json")
     return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
+
+
+async def _nobody(_reply: bytes) -> None:
+    """Where the answer to a request that asked for none goes."""
 
 
 def _version() -> str:

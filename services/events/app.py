@@ -47,13 +47,14 @@ def create_service(
         (contract.EventFeed, events.feed),
         (contract.EventCalendar, events.event_calendar),
         (contract.EventReport, events.report),
-        (contract.BookPlace, bookings.book_place),
         (contract.CancelBooking, bookings.cancel_booking),
         (contract.ShowBooking, bookings.show_booking),
         (contract.ListBookings, bookings.list_bookings),
         (contract.CheckIn, bookings.check_in),
     ):
         service.command(model)(handler)
+    # A rush of bookings is answered a batch per transaction, still in order of arrival.
+    service.command_batch(contract.BookPlace, max_batch=own.booking_batch)(bookings.book_places)
     memberships = {
         MembershipStarted: handlers.on_membership_started,
         MembershipChanged: handlers.on_membership_changed,

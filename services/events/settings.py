@@ -21,6 +21,13 @@ class EventsSettings(BaseSettings):
     check_in_opens_h: float = Field(
         default=2.0, description="How long before the start check-in opens, in hours."
     )
+    booking_batch: int = Field(
+        default=256,
+        ge=1,
+        description="Most bookings answered in one transaction (a rush is taken a sixth of "
+        "the queue at a time, in order of arrival, up to this many): it bounds how long "
+        "one batch holds the event's lock.",
+    )
     phone_region: str = Field(
         default="GB", description="Region of phone numbers given without a country code."
     )

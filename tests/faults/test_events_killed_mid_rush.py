@@ -29,7 +29,9 @@ from kernel.settings import Settings
 from tests.conftest import eventually
 from tests.events_support import event_command, facts
 
-RUSH = 200
+# Large enough that the kill lands mid-rush however fast bookings are answered (the
+# batched writer answers a few thousand a second).
+RUSH = 2000
 PLACES = 50
 
 

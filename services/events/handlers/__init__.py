@@ -1,7 +1,8 @@
 """Events' handlers: a method per command, a function per fact.
 
 Every command handler runs inside the transaction ``kernel.commands.answer``
-opened; what it publishes goes to the outbox of that transaction. A handler
+opened (bookings: a batch of them in the one ``kernel.commands.CommandBatcher``
+opened); what it publishes goes to the outbox of that transaction. A handler
 that changes an event's places locks the event's row first, so concurrent
 bookings, cancellations and replicas take their turns.
 """

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import derived_message_id
 from contracts.events_v1 import (
@@ -15,7 +19,7 @@ from contracts.events_v1 import (
     ListBookings,
     ShowBooking,
 )
-from kernel.commands import CommandContext, Refused
+from kernel.commands import BatchAnswer, CommandContext, Refused
 from services.events import domain, store
 from services.events.facts import booking_fields, booking_view, calendar_entry, event_view
 from services.events.handlers.places import (
@@ -25,18 +29,160 @@ from services.events.handlers.places import (
     find_booking,
     find_event,
     lock_booking,
-    lock_event,
     opening,
 )
-from services.events.store import Booking
+from services.events.store import Event, MembershipView, NewBooking
+
+
+@dataclass(frozen=True, eq=False)  # each form is itself: a key by identity
+class _Form:
+    """A booker's form, its own fields checked, before the store is asked anything."""
+
+    command: BookPlace
+    context: CommandContext
+    email: str
+    phone: str | None
+
+
+@dataclass(frozen=True)
+class _Organisation:
+    """Whom a booking is for: the member (if any), its memberships, the name the
+    booking keeps and the key the organisation's places are counted by."""
+
+    member_id: str | None
+    memberships: list[MembershipView]
+    name: str | None
+    key: str | None
+
+
+class _EventQueue:
+    """One event's places as a batch is decided: its bookings read once under the
+    event's lock, then kept up to date in memory booking by booking. The event's row
+    is counted up once, at the end (``store.count_places``)."""
+
+    def __init__(self, event: Event, queue: store.Queues) -> None:
+        self.event = event
+        self.opening = opening(event)
+        self.day = domain.london(event.starts_at).date()  # member prices go by it
+        self.booked_emails = set(queue.booked_emails)
+        self.organisation_places = dict(queue.organisation_places)
+        self.waiting = queue.waiting
+        self.arrived = 0
+        self.confirmed = 0
+
+    @property
+    def next_arrival(self) -> int:
+        return self.event.arrivals + self.arrived + 1
+
+    def place_for(self, form: _Form, organisation: _Organisation, now: datetime) -> domain.Place:
+        """Confirmed or waitlisted; raises BookingRefused."""
+        return domain.decide_place(
+            self.opening,
+            now=now,
+            already_booked=form.email in self.booked_emails,
+            organisation_places=self.organisation_places.get(organisation.key, 0)
+            if organisation.key
+            else 0,
+        )
+
+    def take(self, booking: NewBooking) -> int | None:
+        """Count the booking in; returns its waiting-list position if it waits."""
+        self.arrived += 1
+        self.booked_emails.add(booking.email)
+        if booking.organisation_key:
+            key = booking.organisation_key
+            self.organisation_places[key] = self.organisation_places.get(key, 0) + 1
+        if booking.status == "confirmed":
+            self.confirmed += 1
+            self.opening = replace(self.opening, confirmed=self.opening.confirmed + 1)
+            return None
+        self.waiting += 1  # joins the tail
+        return self.waiting
 
 
 class BookingCommands(Places):
     """One method per command about bookings."""
 
-    async def book_place(self, command: BookPlace, ctx: CommandContext) -> dict[str, Any]:
-        """Book a place: confirmed while places last, then the waiting list, first come first served."""
+    async def book_places(
+        self, batch: Sequence[tuple[BookPlace, CommandContext]]
+    ) -> list[BatchAnswer]:
+        """Book places for a batch of bookers in the order they arrived: confirmed while
+        places last, then the waiting list, first come first served; a refusal (closed,
+        full, duplicate, over the limit, a bad field) answers that booker alone.
+
+        Each booking is decided in memory, under the locks of the batch's events, before
+        anything is written; then the bookings, their reminders and each event's
+        counters go in a statement each (the CHECK on places still guards the count).
+        The kernel writes every accepted booking's facts in the same transaction and
+        answers once it has committed (``kernel.commands.CommandBatcher``).
+        """
+        forms: list[_Form | Refused] = []
+        for command, ctx in batch:
+            try:
+                forms.append(self._read_form(command, ctx))
+            except Refused as refusal:
+                forms.append(refusal)
+        valid = [form for form in forms if isinstance(form, _Form)]
+        if not valid:
+            return [form for form in forms if isinstance(form, Refused)]
+        session = valid[0].context.session
+        organisations = await _organisations(session, valid)
+        events = await store.events_for_update(session, {f.command.event_id for f in valid})
+        queues = {
+            event_id: _EventQueue(
+                event,
+                await store.queues_for(
+                    session,
+                    event_id,
+                    emails={f.email for f in valid if f.command.event_id == event_id},
+                    organisation_keys={
+                        key
+                        for f in valid
+                        if f.command.event_id == event_id and (key := organisations[f].key)
+                    },
+                ),
+            )
+            for event_id, event in sorted(events.items())
+        }
         now = self.now()
+        bookings: list[NewBooking] = []
+        reminders: list[dict[str, Any]] = []
+        answers: list[BatchAnswer] = []
+        for form in forms:
+            if isinstance(form, Refused):
+                answers.append(form)
+                continue
+            organisation = organisations[form]
+            queue = queues.get(form.command.event_id)
+            try:
+                booking = _booking(form, organisation, queue, now)
+            except Refused as refusal:
+                answers.append(refusal)
+                continue
+            assert queue is not None
+            bookings.append(booking)
+            position = queue.take(booking)
+            event = queue.event
+            if position is None:
+                await self.publish_place_held(form.context.publish, booking, event, promoted=False)
+                reminders += self.reminders_for(booking, event)
+            else:
+                await form.context.publish(
+                    BookingWaitlisted(**booking_fields(booking, event), position=position),
+                    id=derived_message_id("BookingWaitlisted", booking.id),
+                )
+            answers.append(booking_view(booking, event, position=position))
+        await store.add_bookings(session, bookings)
+        await store.add_reminders(session, reminders)
+        for queue in queues.values():
+            if queue.arrived:
+                await store.count_places(
+                    session, queue.event.id, arrivals=queue.arrived, confirmed=queue.confirmed
+                )
+        return answers
+
+    def _read_form(self, command: BookPlace, ctx: CommandContext) -> _Form:
+        """The booker's own fields checked: a mobile that can take texts, SMS only with one."""
         phone = None
         if command.phone:
             try:
@@ -47,73 +193,7 @@ class BookingCommands(Places):
                 ) from None
         if command.sms and phone is None:
             raise Refused("invalid", "SMS needs a phone number", "sms")
-        member_id = command.member_id
-        if member_id is None and command.organisation_name:
-            member_id = await store.member_named(ctx.session, command.organisation_name)
-        memberships = await store.memberships_of(ctx.session, member_id) if member_id else []
-        if member_id is not None and not memberships:
-            raise Refused(
-                "not_found", f"no member organisation has the id {member_id!r}", "member_id"
-            )
-        organisation_name = command.organisation_name or (
-            memberships[0].member_name if memberships else None
-        )
-        organisation_key = member_id or (organisation_name or "").strip().lower() or None
-        email = str(command.email).lower()
-        event = await lock_event(ctx, command.event_id)
-        queue = await store.queue_for(
-            ctx.session, event.id, email=email, organisation_key=organisation_key
-        )
-        event_day = domain.london(event.starts_at).date()
-        is_member = any(
-            domain.membership_active(m.starts_on, m.ends_on, event_day) for m in memberships
-        )
-        try:
-            place = domain.decide_place(
-                opening(event),
-                now=now,
-                already_booked=queue.already_booked,
-                organisation_places=queue.organisation_places,
-            )
-        except domain.BookingRefused as refused:
-            raise Refused(refused.code, str(refused), refused.field) from None
-        price, member_price = domain.price_for(
-            is_member=is_member,
-            member_price=event.member_price_minor,
-            non_member_price=event.non_member_price_minor,
-        )
-        event.arrivals += 1  # under the event's lock: first come, first served
-        booking = Booking(
-            id=str(uuid.uuid4()),
-            reference=domain.new_reference(),
-            event_id=event.id,
-            arrival=event.arrivals,
-            status=place,
-            name=command.name,
-            email=email,
-            phone=phone,
-            sms=command.sms,
-            member_id=member_id,
-            organisation_name=organisation_name,
-            organisation_key=organisation_key,
-            channel=command.channel,
-            price_minor=price,
-            member_price=member_price,
-            created_at=now,
-            confirmed_at=now if place == "confirmed" else None,
-        )
-        ctx.session.add(booking)
-        position = None
-        if place == "confirmed":
-            event.confirmed += 1
-            await self.confirm(ctx.session, ctx.publish, booking, event, promoted=False)
-        else:
-            position = queue.waiting + 1  # joins the tail
-            await ctx.publish(
-                BookingWaitlisted(**booking_fields(booking, event), position=position),
-                id=derived_message_id("BookingWaitlisted", booking.id),
-            )
-        return booking_view(booking, event, position=position)
+        return _Form(command, ctx, str(command.email).lower(), phone)
 
     async def cancel_booking(self, command: CancelBooking, ctx: CommandContext) -> dict[str, Any]:
         """The booker's own cancellation: allowed until the start; frees the place for the next in line."""
@@ -203,3 +283,80 @@ class BookingCommands(Places):
         )
         await ctx.session.flush()
         return booking_view(booking, event, position=None)
+
+
+async def _organisations(session: AsyncSession, forms: list[_Form]) -> dict[_Form, _Organisation]:
+    """Whom each form books for, in two queries for the whole batch: the members the
+    organisation names given belong to, then every member's memberships."""
+    named = await store.members_named(
+        session, {name for form in forms if (name := _named(form.command))}
+    )
+    member_ids = {
+        form: form.command.member_id or named.get(_named(form.command) or "") for form in forms
+    }
+    memberships = await store.memberships_of_members(
+        session, {member_id for member_id in member_ids.values() if member_id}
+    )
+    found = {}
+    for form, member_id in member_ids.items():
+        held = memberships.get(member_id, []) if member_id else []
+        name = form.command.organisation_name or (held[0].member_name if held else None)
+        key = member_id or (name or "").strip().lower() or None
+        found[form] = _Organisation(member_id, held, name, key)
+    return found
+
+
+def _named(command: BookPlace) -> str | None:
+    """The organisation's name, as members are looked up by, when the booker gave a
+    name instead of a member id."""
+    if command.member_id is None and command.organisation_name:
+        return command.organisation_name.strip().lower()
+    return None
+
+
+def _booking(
+    form: _Form, organisation: _Organisation, queue: _EventQueue | None, now: datetime
+) -> NewBooking:
+    """The booking the form gets from the queue as it stands; raises Refused (not a
+    member, no such event, or the event's rules say no)."""
+    command = form.command
+    if organisation.member_id is not None and not organisation.memberships:
+        raise Refused(
+            "not_found",
+            f"no member organisation has the id {organisation.member_id!r}",
+            "member_id",
+        )
+    if queue is None:
+        raise Refused("not_found", f"no event has the id {command.event_id!r}", "event_id")
+    try:
+        place = queue.place_for(form, organisation, now)
+    except domain.BookingRefused as refused:
+        raise Refused(refused.code, str(refused), refused.field) from None
+    event = queue.event
+    price, member_price = domain.price_for(
+        is_member=any(
+            domain.membership_active(m.starts_on, m.ends_on, queue.day)
+            for m in organisation.memberships
+        ),
+        member_price=event.member_price_minor,
+        non_member_price=event.non_member_price_minor,
+    )
+    return NewBooking(
+        id=str(uuid.uuid4()),
+        reference=domain.new_reference(),
+        event_id=event.id,
+        arrival=queue.next_arrival,  # under the event's lock: first come, first served
+        status=place,
+        name=command.name,
+        email=form.email,
+        phone=form.phone,
+        sms=command.sms,
+        member_id=organisation.member_id,
+        organisation_name=organisation.name,
+        organisation_key=organisation.key,
+        channel=command.channel,
+        price_minor=price,
+        member_price=member_price,
+        created_at=now,
+        confirmed_at=now if place == "confirmed" else None,
+    )

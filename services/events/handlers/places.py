@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +26,7 @@ from services.events import domain, store
 from services.events.domain.booking import Opening
 from services.events.facts import booking_fields, calendar_entry, pence
 from services.events.settings import EventsSettings
-from services.events.store import Booking, Event, Reminder
+from services.events.store import Booking, Event, NewBooking, Reminder
 
 
 class Places:
@@ -49,6 +50,13 @@ class Places:
         promoted: bool,
     ) -> None:
         """Hold the place: facts for the booker (and for billing when a fee is due), and reminders."""
+        await self.publish_place_held(publish, booking, event, promoted=promoted)
+        self.schedule_reminders(session, booking, event)
+
+    async def publish_place_held(
+        self, publish: Publisher, booking: Booking | NewBooking, event: Event, *, promoted: bool
+    ) -> None:
+        """The facts of a place held: confirmed or promoted, and chargeable when a fee is due."""
         fields = booking_fields(booking, event)
         price = pence(booking.price_minor)
         entry = calendar_entry(event)
@@ -84,23 +92,26 @@ class Places:
                 ),
                 id=derived_message_id("BookingChargeable", booking.id),
             )
-        self.schedule_reminders(session, booking, event)
 
     def schedule_reminders(self, session: AsyncSession, booking: Booking, event: Event) -> None:
-        for slot in domain.reminder_slots(
-            event.starts_at, now=self.now(), offsets_h=tuple(self.settings.reminder_offsets_h)
-        ):
-            session.add(
-                Reminder(
-                    id=str(uuid.uuid4()),
-                    booking_id=booking.id,
-                    event_id=event.id,
-                    hours_before=slot.hours_before,
-                    event_sequence=event.sequence,
-                    due_at=slot.due_at,
-                    status="pending",
-                )
+        session.add_all([Reminder(**row) for row in self.reminders_for(booking, event)])
+
+    def reminders_for(self, booking: Booking | NewBooking, event: Event) -> list[dict[str, Any]]:
+        """The rows of a confirmed booking's reminders, one per slot still ahead."""
+        return [
+            {
+                "id": str(uuid.uuid4()),
+                "booking_id": booking.id,
+                "event_id": event.id,
+                "hours_before": slot.hours_before,
+                "event_sequence": event.sequence,
+                "due_at": slot.due_at,
+                "status": "pending",
+            }
+            for slot in domain.reminder_slots(
+                event.starts_at, now=self.now(), offsets_h=tuple(self.settings.reminder_offsets_h)
             )
+        ]
 
     async def reschedule_reminders(self, ctx: CommandContext, event: Event) -> None:
         """The event moved: pending reminders go, and each confirmed booking gets new ones."""
