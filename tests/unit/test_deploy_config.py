@@ -325,7 +325,8 @@ def test_web_user_sends_only_the_commands_the_site_sends() -> None:
     allowed = permissions("web")
     assert allowed["publish"] == web_commands(), sorted(allowed["publish"] ^ web_commands())
     assert {"events.cmd.book", "notifications.cmd.unsubscribe"} <= allowed["publish"]
-    assert allowed["subscribe"] == {health_subject("web"), "_INBOX_web.>"}
+    # ... and answers `vestry staff`, the operator's commands about staff accounts
+    assert allowed["subscribe"] == {health_subject("web"), "web.cmd.staff_*", "_INBOX_web.>"}
     assert not allowed["publish_deny"]
     assert "allow_responses: true" in user_block("web")  # its health replies
     every = allowed["publish"] | allowed["subscribe"]
@@ -341,6 +342,7 @@ def test_the_operator_acts_through_the_services() -> None:
     assert allowed["publish"] == {
         *(f"{service}.cmd.>" for service in SERVICES),
         health_subject("web"),
+        "web.cmd.staff_*",  # `vestry staff`
         "$JS.API.STREAM.LIST",
         "$JS.API.STREAM.INFO.*",
         "$JS.API.CONSUMER.LIST.*",
