@@ -138,12 +138,10 @@ async def test_a_booker_who_cancels_and_books_again_ends_with_the_event_live_in_
         one = await request(nc, EventCalendar(event_id=event_id))
         feed = await request(nc, EventFeed(format="ics"))
 
-    assert [(m.to, m.subject.split(":")[0]) for m in sent[:4]] == [
-        (ANN, "Booked"),
-        (BEN, "Booked"),
-        (ANN, "Cancelled"),
-        (ANN, "Booked"),
-    ]
+    sent_first = [(m.to, m.subject.split(":")[0]) for m in sent[:4]]
+    # The two first confirmations go out together, in either order.
+    assert sorted(sent_first[:2]) == [(ANN, "Booked"), (BEN, "Booked")]
+    assert sent_first[2:] == [(ANN, "Cancelled"), (ANN, "Booked")]
     read = read_all(sent)
     seen = sequences_by_uid(read)
     assert_sequences_rise(seen)
