@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
@@ -16,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
     event,
     make_url,
 )
@@ -131,3 +133,27 @@ async def upsert(
     statement = insert(table).values(**values)
     changes = {name: statement.excluded[name] for name in values if name not in key}
     await session.execute(statement.on_conflict_do_update(index_elements=key, set_=changes))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant stored in UTC and read back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; give a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if _is_sqlite(dialect) else value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _is_sqlite(dialect: object) -> bool:
+    return getattr(dialect, "name", "") == "sqlite"

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
     CompoundSelect,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     and_,
     bindparam,
     func,
@@ -39,31 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kernel.store import upsert
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """An instant stored in UTC and read back timezone-aware, on SQLite as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; give a timezone")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if _is_sqlite(dialect) else value
-
-    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _is_sqlite(dialect: object) -> bool:
-    return getattr(dialect, "name", "") == "sqlite"
+from kernel.store import UTCDateTime, upsert
 
 
 class Base(DeclarativeBase):
