@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Stri
 
 from contracts.envelope import Message
 from contracts.money import Money
+from contracts.personal import PERSON_EMAIL, person_name, person_phone
 from contracts.registry import register
 
 EventKind = Literal["workshop", "seminar", "forum", "training_course", "conference"]
@@ -59,9 +60,13 @@ class Booker(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(description="The person's name.")
-    email: EmailStr = Field(description="Where confirmations, changes and reminders go.")
-    phone: str | None = Field(default=None, description="Mobile number in E.164, if given.")
+    name: Annotated[str, person_name()] = Field(description="The person's name.")
+    email: Annotated[EmailStr, PERSON_EMAIL] = Field(
+        description="Where confirmations, changes and reminders go."
+    )
+    phone: Annotated[str | None, person_phone()] = Field(
+        default=None, description="Mobile number in E.164, if given."
+    )
     sms: bool = Field(default=False, description="Whether they opted in to SMS.")
 
 
@@ -100,8 +105,12 @@ class BookingChargeable(Message):
     organisation_name: str | None = Field(
         default=None, description="The booking organisation's name."
     )
-    booker_name: str = Field(description="The person who booked.")
-    booker_email: EmailStr = Field(description="Where the invoice goes when no member is billed.")
+    booker_name: Annotated[str, person_name("booker_email")] = Field(
+        description="The person who booked."
+    )
+    booker_email: Annotated[EmailStr, PERSON_EMAIL] = Field(
+        description="Where the invoice goes when no member is billed."
+    )
     fee: Money = Field(description="The fee, VAT exclusive.")
     member_price: bool = Field(description="Whether the member price was applied.")
     refund_until: AwareDatetime | None = Field(

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, Stri
 
 from contracts.envelope import Message
 from contracts.money import Money
+from contracts.personal import PERSON_EMAIL, person_name
 from contracts.registry import register
 
 MemberName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]
@@ -68,7 +69,7 @@ class MembershipStarted(Message):
     member_id: str = Field(description="Id of the member organisation.")
     member_name: str = Field(description="The organisation's name.")
     tier: str = Field(description="Tier code.")
-    billing_email: EmailStr = Field(description="Billing contact's email.")
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(description="Billing contact's email.")
     starts_on: date = Field(description="First day of the membership.")
 
 
@@ -128,8 +129,12 @@ class BillingContactChanged(Message):
     membership_id: str = Field(description="Id of the membership.")
     member_id: str = Field(description="Id of the member organisation.")
     member_name: str = Field(description="The organisation's name.")
-    billing_email: EmailStr = Field(description="The billing email from now on.")
-    previous_billing_email: EmailStr = Field(description="The billing email until now.")
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(
+        description="The billing email from now on."
+    )
+    previous_billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(
+        description="The billing email until now."
+    )
     billing_address: str | None = Field(description="The billing postal address, if any.")
     purchase_order: str | None = Field(description="The purchase-order reference, if any.")
 
@@ -428,8 +433,10 @@ class InvoiceIssued(_Fact):
     )
     year: int = Field(description="The financial year billed.")
     member_id: str | None = Field(description="The member billed; none for a non-member booking.")
-    billed_name: str = Field(description="Who is billed: the organisation or the person.")
-    billing_email: EmailStr = Field(description="Where the invoice goes.")
+    billed_name: Annotated[str, person_name("billing_email")] = Field(
+        description="Who is billed: the organisation or the person."
+    )
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(description="Where the invoice goes.")
     issued_on: date = Field(description="Issue date.")
     due_on: date = Field(description="Payment due date.")
     lines: list[DocumentLine] = Field(description="The invoice lines.")
@@ -457,8 +464,12 @@ class CreditNoteIssued(_Fact):
     credits_invoice: str | None = Field(description="Number of the invoice it credits.")
     purpose: Literal["tier_change", "leaver_refund", "booking_refund"] = Field(description="Why.")
     member_id: str | None = Field(description="The member credited, if a member.")
-    billed_name: str = Field(description="Who is credited.")
-    billing_email: EmailStr = Field(description="Where the credit note goes.")
+    billed_name: Annotated[str, person_name("billing_email")] = Field(
+        description="Who is credited."
+    )
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(
+        description="Where the credit note goes."
+    )
     issued_on: date = Field(description="Issue date.")
     lines: list[DocumentLine] = Field(description="The credit note lines.")
     net: Money = Field(description="Total net credited.")
@@ -484,7 +495,7 @@ class InvoicePaid(_Fact):
     outstanding: Money = Field(description="What is still owed after it.")
     fully_paid: bool = Field(description="True when nothing is left outstanding.")
     received_on: date = Field(description="When the money was received.")
-    billing_email: EmailStr = Field(description="The billing contact.")
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(description="The billing contact.")
 
 
 @register
@@ -505,8 +516,8 @@ class InvoiceOverdue(_Fact):
     days_overdue: int = Field(description="Days past the due date.")
     due_on: date = Field(description="The due date.")
     outstanding: Money = Field(description="What is owed.")
-    billed_name: str = Field(description="Who owes it.")
-    billing_email: EmailStr = Field(description="Where the reminder goes.")
+    billed_name: Annotated[str, person_name("billing_email")] = Field(description="Who owes it.")
+    billing_email: Annotated[EmailStr, PERSON_EMAIL] = Field(description="Where the reminder goes.")
 
 
 @register

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from contracts import REGISTRY, Envelope, Message, UnknownMessage
 from kernel import inbox
 from kernel.deadletter import Failure
 from kernel.outbox import Publisher
+from kernel.personal import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,10 @@ class Applier:
         scope: str,
         handlers: Mapping[type[Message], Handler],
         sessions: async_sessionmaker[AsyncSession],
+        keyring: Keyring | None = None,
     ) -> None:
         self.scope = scope
+        self._keyring = keyring
         self._handlers = {
             (model.TYPE, model.VERSION): handler for model, handler in handlers.items()
         }
@@ -100,11 +104,21 @@ class Applier:
     def subjects(self) -> tuple[str, ...]:
         return tuple(sorted({REGISTRY.spec(t, v).subject for t, v in self._handlers}))
 
-    def decode(self, incoming: Incoming) -> Decoded | Failure:
+    async def decode(self, incoming: Incoming) -> Decoded | Failure:
+        """The message as its handler takes it, personal fields opened; or why it cannot be.
+
+        A key store that cannot be reached raises, so the message is delivered again
+        later rather than dead-lettered.
+        """
         try:
             envelope = Envelope.from_bytes(incoming.data)
         except ValidationError as error:
             return Failure("malformed", f"not a Vestry envelope: {error}")
+        if self._keyring is not None:
+            try:
+                envelope = await self._keyring.open(envelope)
+            except (InvalidTag, ValueError) as error:
+                return Failure("invalid", f"a sealed field does not open: {error or 'bad tag'}")
         try:
             spec = REGISTRY.spec(envelope.type, envelope.version)
             handler = self._handlers[(envelope.type, envelope.version)]

@@ -23,6 +23,18 @@ from kernel.outbox import Publisher
 log = logging.getLogger(__name__)
 
 
+def answerable(reply: str | None) -> bool:
+    """Whether an answer may go to ``reply``: a client's inbox (``_INBOX.`` or its
+    user's ``_INBOX_<user>.``), or nowhere.
+
+    NATS lets a responder publish to whatever reply subject a request names
+    (``allow_responses``), so a request naming a stream's subject would have the
+    service write its answer into that stream as if it were a fact. A service
+    answers inboxes only, and drops any other request unanswered and unhandled.
+    """
+    return not reply or reply.startswith(("_INBOX.", "_INBOX_"))
+
+
 class Refused(Exception):
     """Raised by a command handler to refuse a command with a reason a person can act on."""
 

@@ -17,6 +17,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from contracts.people_v1 import PersonErasureRequested
 from kernel.applier import Applier, Handler, HandlerContext, Incoming
 from kernel.deadletter import Failure, dead_letter
 from kernel.settings import Settings
@@ -60,6 +61,7 @@ class FactConsumer:
         js: JetStreamContext,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
+        after_erasure: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.spec = ConsumerSpec(
@@ -69,6 +71,7 @@ class FactConsumer:
         self._js = js
         self._settings = settings
         self._on_commit = on_commit
+        self._after_erasure = after_erasure
         self.stats = ConsumerStats()
 
     async def declare(self) -> None:
@@ -111,7 +114,7 @@ class FactConsumer:
         ready = []
         for msg in msgs:
             item = incoming(msg)
-            decoded = self._decode(item)
+            decoded = await self._decode(item)
             if isinstance(decoded, Failure):
                 await self._dead_letter(item, decoded)
             else:
@@ -121,19 +124,23 @@ class FactConsumer:
         self.stats.skipped += outcome.skipped
         if outcome.published:
             self._on_commit()
+        if self._after_erasure is not None and any(
+            item.envelope.type == PersonErasureRequested.TYPE for item in ready
+        ):
+            await self._after_erasure()  # the erased rows' old bytes leave the store's files
         for item in outcome.done:
             await _settle(item.origin.ack())
         for item, error in outcome.failed:
             await self._retry_or_dead_letter(item, error)
 
-    def _decode(self, item: Incoming):  # type: ignore[no-untyped-def]
+    async def _decode(self, item: Incoming):  # type: ignore[no-untyped-def]
         if item.deliveries > self._settings.max_deliver + 2:
             # Delivered again and again without ever being settled: the
             # consumer keeps dying on it. Stop the loop before it goes on.
             return Failure(
                 "undeliverable", f"delivered {item.deliveries} times without being settled"
             )
-        return self._applier.decode(item)
+        return await self._applier.decode(item)
 
     async def _retry_or_dead_letter(self, item: Incoming, error: Exception) -> None:
         if item.deliveries < self._settings.max_deliver:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.store import inbox_table
@@ -45,3 +45,13 @@ async def claim(session: AsyncSession, scope: str, message_id: str) -> bool:
         return False
     await record(session, scope, [message_id])
     return True
+
+
+async def forget_before(session: AsyncSession, before: datetime) -> int:
+    """Delete the records of messages handled before ``before``; returns how many.
+
+    A replay reaching further back than that would apply those messages again, so
+    the retention (``inbox_retention_s``) must cover the oldest replay an operator runs.
+    """
+    result = await session.execute(delete(inbox_table).where(inbox_table.c.handled_at < before))
+    return result.rowcount or 0  # type: ignore[attr-defined]

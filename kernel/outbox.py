@@ -7,13 +7,14 @@ import asyncio
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, Message
+from kernel import inbox
 from kernel.store import outbox_table
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,18 @@ async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
 
 
 async def add_many(session: AsyncSession, facts: list[tuple[Envelope, str]]) -> None:
-    """Queue many (envelope, subject) pairs in one statement; they leave only if it commits."""
+    """Queue many (envelope, subject) pairs in one statement; they leave only if it commits.
+
+    A service's sessions carry its keyring (``session.info["keyring"]``, set by the
+    runtime), and every personal field is sealed under its person's key here, before
+    it is written: no outbox row, stream message or dead letter holds it in clear.
+    """
     if not facts:
         return
+    keyring = session.info.get("keyring")
+    if keyring is not None:
+        sealed = await keyring.seal([envelope for envelope, _ in facts])
+        facts = [(envelope, subject) for envelope, (_, subject) in zip(sealed, facts, strict=True)]
     now = datetime.now(UTC)
     await session.execute(
         outbox_table.insert(),
@@ -92,6 +102,9 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         ack_timeout: float = 5.0,
         max_backoff: float = 5.0,
+        keep_sent_s: float | None = None,
+        keep_handled_s: float | None = None,
+        tidy_every_s: float = 60.0,
     ) -> None:
         self._sessions = sessions
         self._js = js
@@ -101,6 +114,10 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self.published = 0
+        self._keep_sent_s = keep_sent_s
+        self._keep_handled_s = keep_handled_s
+        self._tidy_every_s = tidy_every_s
+        self._tidied_at = 0.0
 
     def wake(self) -> None:
         """Say that a transaction just committed facts, so the relay need not wait for its poll."""
@@ -111,6 +128,7 @@ class OutboxRelay:
         while True:
             try:
                 relayed = await self.relay_once()
+                await self._tidy_now_and_then()
                 backoff = 0.1
             except Exception as error:  # NATS down, timeouts, a store hiccup: try again later
                 log.warning(
@@ -123,6 +141,37 @@ class OutboxRelay:
                 self._wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    async def _tidy_now_and_then(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._tidied_at >= self._tidy_every_s:
+            self._tidied_at = now
+            await self.tidy()
+
+    async def tidy(self) -> tuple[int, int]:
+        """Delete outbox rows published longer ago than ``keep_sent_s`` and inbox rows
+        handled longer ago than ``keep_handled_s`` (None keeps them); returns the counts.
+
+        A published row is needed only until JetStream has it: its copy there is the
+        fact, and JetStream drops a re-publication by id within its duplicate window,
+        which ``keep_sent_s`` should exceed. An inbox row is what stops a replay
+        applying a message twice, so it is kept for as far back as replays may reach.
+        """
+        now = datetime.now(UTC)
+        sent = handled = 0
+        async with self._sessions() as session, session.begin():
+            if self._keep_sent_s is not None:
+                result = await session.execute(
+                    delete(outbox_table).where(
+                        outbox_table.c.sent_at < now - timedelta(seconds=self._keep_sent_s)
+                    )
+                )
+                sent = result.rowcount or 0  # type: ignore[attr-defined]
+            if self._keep_handled_s is not None:
+                handled = await inbox.forget_before(
+                    session, now - timedelta(seconds=self._keep_handled_s)
+                )
+        return sent, handled
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows and mark them sent; returns how many."""

@@ -46,9 +46,14 @@ EXAMPLE_PASSWORDS = frozenset(
 
 # The keys (settings of kernel/settings.py) each process signs or checks links with.
 KEYS_OF: dict[str, tuple[str, ...]] = {
-    "subscriptions": (),
-    "events": (),
-    "notifications": ("unsubscribe_secret", "link_secret", "contact_id_secret"),
+    "subscriptions": ("person_key_secret",),
+    "events": ("person_key_secret",),
+    "notifications": (
+        "unsubscribe_secret",
+        "link_secret",
+        "contact_id_secret",
+        "person_key_secret",
+    ),
     "web": ("unsubscribe_secret", "link_secret"),
 }
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contracts import Message
 from contracts.system_v1 import RebuildReport, ReplayRequest
 from kernel.applier import Applier, Handler
+from kernel.personal import Keyring
 from kernel.replay import Progress, replay
 from kernel.store import inbox_table, session_factory
 from kernel.streams import stream_for_subject
@@ -52,6 +53,7 @@ async def rebuild(
     *,
     service: str,
     progress: Progress | None = None,
+    keyring: Keyring | None = None,
 ) -> RebuildReport:
     """Drop the read model's rows and replay every stream it is built from, in one transaction.
 
@@ -76,7 +78,7 @@ async def rebuild(
                 for model, handler in read_model.handlers.items()
                 if stream_for_subject(model.SUBJECT).name == stream
             }
-            applier = Applier(scope=scope, handlers=handlers, sessions=inside)
+            applier = Applier(scope=scope, handlers=handlers, sessions=inside, keyring=keyring)
             reports.append(
                 await replay(
                     js, applier, ReplayRequest(stream=stream), service=service, progress=progress

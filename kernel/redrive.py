@@ -40,7 +40,7 @@ async def redrive(
             deliveries=letter.deliveries + 1,
         )
         applier = appliers(letter.original_stream)
-        decoded = applier.decode(item)
+        decoded = await applier.decode(item)
         if isinstance(decoded, Failure):
             outcome_error: str | None = decoded.error
             kind = decoded.kind

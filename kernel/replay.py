@@ -155,7 +155,7 @@ async def _apply(
         item = Incoming(
             data=msg.data, subject=msg.subject, stream=meta.stream, sequence=meta.sequence.stream
         )
-        decoded = applier.decode(item)
+        decoded = await applier.decode(item)
         if isinstance(decoded, Failure):
             await dead_letter(js, item, service=service, consumer=consumer, failure=decoded)
             failed += 1

@@ -9,12 +9,14 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
 import nats.errors
 from faststream import FastStream
+from faststream.exceptions import SkipMessage
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
@@ -27,6 +29,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Message
+from contracts.people_v1 import HOLDERS
 from contracts.system_v1 import (
     CommandError,
     ConsumerLag,
@@ -46,11 +49,18 @@ from contracts.system_v1 import (
 from kernel import commands, migrations, outbox, production
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
+from kernel.personal import Keyring
 from kernel.rebuild import ReadModel, rebuild
 from kernel.redrive import redrive
 from kernel.replay import replay
 from kernel.settings import Settings
-from kernel.store import create_engine, finish_abandoned_closes, redacted, session_factory
+from kernel.store import (
+    create_engine,
+    finish_abandoned_closes,
+    redacted,
+    scrub_after_erasure,
+    session_factory,
+)
 from kernel.streams import ensure_streams, stream_for_subject, streams_of
 
 log = logging.getLogger(__name__)
@@ -82,6 +92,7 @@ class Service:
         self.consumers: list[FactConsumer] = []
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.keyring: Keyring | None = None
         self.relay: outbox.OutboxRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Callable[[Service], Coroutine[Any, Any, None]]] = []
@@ -110,6 +121,7 @@ class Service:
 
         def register(handler: commands.CommandHandler) -> commands.CommandHandler:
             async def endpoint(msg: NatsMessage) -> dict[str, Any]:
+                _refuse_unless_answerable(msg)
                 reply = await commands.answer(
                     msg.body,
                     model=model,
@@ -178,7 +190,10 @@ class Service:
     def applier(self, stream: str) -> Applier:
         """The one path by which this service applies facts from ``stream``."""
         return Applier(
-            scope=self.name, handlers=self._consumed.get(stream, {}), sessions=self.sessions
+            scope=self.name,
+            handlers=self._consumed.get(stream, {}),
+            sessions=self.sessions,
+            keyring=self.keyring,
         )
 
     # Running
@@ -196,6 +211,14 @@ class Service:
             inbox_prefix=self.settings.inbox_prefix(),  # its user's own inbox only
         )
         self.js = self.nc.jetstream(timeout=10)
+        if self.name in HOLDERS:  # it publishes and reads facts that name people
+            self.keyring = await Keyring.connect(
+                self.nc,
+                self.js,
+                secret=self.settings.person_key_secret,
+                replicas=self.settings.stream_replicas,
+            )
+            self.sessions.configure(info={"keyring": self.keyring})
         # Each service declares only its own stream and the DLQ; a stream it
         # consumes is its owner's to declare, and the consumer waits for it.
         await ensure_streams(
@@ -209,6 +232,8 @@ class Service:
             self.js,
             batch=self.settings.relay_batch,
             poll_interval=self.settings.relay_poll_s,
+            keep_sent_s=self.settings.outbox_retention_s,
+            keep_handled_s=self.settings.inbox_retention_s,
         )
         await self._take_batched_commands()
         self.consumers = [
@@ -219,6 +244,7 @@ class Service:
                 js=self.js,
                 settings=self.settings,
                 on_commit=self.wake_relay,
+                after_erasure=partial(scrub_after_erasure, self.engine),
             )
             for stream in sorted(self._consumed)
         ]
@@ -276,6 +302,11 @@ class Service:
         for subject, batcher in self.batchers.items():
 
             async def take(msg: Msg, batcher: commands.CommandBatcher = batcher) -> None:
+                if not commands.answerable(msg.reply):
+                    log.warning(
+                        "%s: dropped a request whose reply goes to %s", msg.subject, msg.reply
+                    )
+                    return
                 batcher.submit(msg.data, msg.respond if msg.reply else _nobody)
 
             self._batch_subscriptions.append(
@@ -349,6 +380,7 @@ class Service:
         )
 
     async def _health_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        _refuse_unless_answerable(msg)
         return (await self.health()).model_dump(mode="json")
 
     # Operators: replay and redrive
@@ -390,18 +422,33 @@ class Service:
             )
         await self.stop_workers()
         try:
-            return await rebuild(self.js, self.engine, self._read_model, service=self.name)
+            return await rebuild(
+                self.js, self.engine, self._read_model, service=self.name, keyring=self.keyring
+            )
         finally:
             await self.start_workers()
 
     async def _rebuild_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        _refuse_unless_answerable(msg)
         return await _operate(msg.body or b"{}", RebuildRequest, self.rebuild)
 
     async def _replay_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        _refuse_unless_answerable(msg)
         return await _operate(msg.body, ReplayRequest, self.replay)
 
     async def _redrive_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        _refuse_unless_answerable(msg)
         return await _operate(msg.body, RedriveRequest, self.redrive)
+
+
+def _refuse_unless_answerable(msg: NatsMessage) -> None:
+    """Drop, unhandled and unanswered, a request whose reply is not an inbox
+    (``kernel.commands.answerable``)."""
+    if not commands.answerable(msg.reply_to):
+        log.warning(
+            "%s: dropped a request whose reply goes to %s", msg.raw_message.subject, msg.reply_to
+        )
+        raise SkipMessage
 
 
 async def _operate(

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     )
     fetch_batch: int = Field(default=200, description="Facts fetched from JetStream at once.")
     relay_batch: int = Field(default=500, description="Outbox rows published at once.")
+    outbox_retention_s: float | None = Field(
+        default=2 * 24 * 3600,
+        description="Seconds a published outbox row is kept before it is deleted; longer "
+        "than the JetStream duplicate window. None keeps them.",
+    )
+    inbox_retention_s: float | None = Field(
+        default=None,
+        description="Seconds the record of a handled message is kept; a replay reaching "
+        "further back applies those messages again. None (the default) keeps them.",
+    )
     relay_poll_s: float = Field(
         default=0.5, description="How often the relay looks for unsent facts."
     )
@@ -136,6 +146,13 @@ class Settings(BaseSettings):
         description="Key from which notifications derives each person's contact id "
         "(HMAC-SHA256 of their address), so an address alone names no one in a link. "
         "Notifications only; a new key gives people first seen after it other ids.",
+    )
+
+    person_key_secret: str = Field(
+        default="change-me",
+        description="Key from which every service derives a person's id in the shared key "
+        "store (HMAC-SHA256 of their address), under which their key is found: the same in "
+        "events, subscriptions, notifications and the CLI. A new key loses the old keys.",
     )
 
     def inbox_prefix(self) -> str:

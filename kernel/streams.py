@@ -20,9 +20,12 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError, ServerError, ServiceUnavailableError
 
+from contracts.people_v1 import HOLDERS
+
 log = logging.getLogger(__name__)
 
 DLQ_STREAM = "DLQ"
+PEOPLE_STREAM = "PEOPLE"
 DLQ_PREFIX = "dlq"
 
 
@@ -44,18 +47,30 @@ STREAMS: tuple[StreamSpec, ...] = (
             "subscriptions.credit_note.*",
             "subscriptions.payment.*",
             "subscriptions.invoice_run.*",
+            "subscriptions.person.*",
         ),
         "Facts of the subscriptions service: memberships, invoices, payments, runs.",
     ),
     StreamSpec(
         "EVENTS",
-        ("events.event.*", "events.booking.*", "events.reminder.*", "events.attendance.*"),
+        (
+            "events.event.*",
+            "events.booking.*",
+            "events.reminder.*",
+            "events.attendance.*",
+            "events.person.*",
+        ),
         "Facts of the events service: events, bookings, reminders, attendance.",
     ),
     StreamSpec(
         "NOTIFICATIONS",
-        ("notifications.delivery.*", "notifications.broadcast.*"),
+        ("notifications.delivery.*", "notifications.broadcast.*", "notifications.person.*"),
         "Facts of the notifications service: deliveries and broadcasts.",
+    ),
+    StreamSpec(
+        PEOPLE_STREAM,
+        ("people.erasure.*",),
+        "Requests about people that every service holding personal data acts on: erasure.",
     ),
     StreamSpec(
         DLQ_STREAM,
@@ -74,8 +89,10 @@ def stream_for_subject(subject: str) -> StreamSpec:
 
 
 def streams_of(service: str) -> list[StreamSpec]:
-    """The streams a service declares: its own facts' stream, if it has one, and the DLQ."""
-    return [spec for spec in STREAMS if spec.name in (service.upper(), DLQ_STREAM)]
+    """The streams a service declares: its own facts' stream, if it has one, the DLQ,
+    and PEOPLE, which every service that holds personal data reads."""
+    shared = (DLQ_STREAM, PEOPLE_STREAM) if service in HOLDERS else (DLQ_STREAM,)
+    return [spec for spec in STREAMS if spec.name in (service.upper(), *shared)]
 
 
 def stream_config(

@@ -22,6 +22,7 @@ from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events.app import create_service
 from services.events.settings import EventsSettings
+from tests.sealed import opened
 
 START = datetime(2027, 1, 11, 9, 0, tzinfo=UTC)
 EVENT_DAY = datetime(2027, 2, 10, 10, 0, tzinfo=UTC)  # 10:00 in London (GMT)
@@ -123,7 +124,7 @@ async def facts(nc: Client, subject: str | None = None) -> list[Envelope]:
         except NotFoundError:
             continue
         if subject is None or msg.subject == subject:
-            found.append(Envelope.from_bytes(msg.data))
+            found.append(await opened(nc, msg.data))
     return found
 
 

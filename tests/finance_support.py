@@ -8,10 +8,10 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from contracts import Envelope
 from contracts.money import Money
 from contracts.subscriptions_v1 import RecordPayment, ShowInvoice
 from kernel.commands import request
+from tests.sealed import opened
 
 
 class Clock:
@@ -45,7 +45,7 @@ async def facts_on(nc: Client, subject: str) -> list[dict[str, Any]]:
         except NotFoundError:
             continue
         if msg.subject == subject:
-            found.append(Envelope.from_bytes(msg.data).data)
+            found.append((await opened(nc, msg.data)).data)
     return found
 
 

@@ -22,6 +22,7 @@ from contracts import Envelope
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import store
+from tests.sealed import opened
 from vestry.mailcapture import CaptureHandler
 from vestry.natsserver import free_port
 
@@ -182,5 +183,5 @@ async def stream_facts(nc: Client, stream: str, subject: str | None = None) -> l
         except NotFoundError:
             continue
         if subject is None or msg.subject == subject:
-            found.append(Envelope.from_bytes(msg.data))
+            found.append(await opened(nc, msg.data))
     return found

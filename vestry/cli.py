@@ -15,7 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from kernel.settings import Settings
-from vestry import cli_events, cli_notifications, cli_ops, cli_staff, cli_subscriptions, demo_run
+from vestry import (
+    cli_events,
+    cli_notifications,
+    cli_ops,
+    cli_people,
+    cli_staff,
+    cli_subscriptions,
+    demo_run,
+)
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
 from vestry.devstack import DevStack, PortBusy
@@ -56,6 +64,7 @@ app.add_typer(cli_notifications.templates_app, name="templates", rich_help_panel
 app.add_typer(mail_app, name="mail", rich_help_panel=ALERTS)
 app.add_typer(cli_notifications.sms_app, name="sms", rich_help_panel=ALERTS)
 app.command("resend", rich_help_panel=ALERTS)(cli_notifications.resend)
+app.add_typer(cli_people.people_app, name="people", rich_help_panel=OPERATORS)
 app.command("streams", rich_help_panel=OPERATORS)(cli_ops.streams)
 app.command("tail", rich_help_panel=OPERATORS)(cli_ops.tail)
 app.command("replay", rich_help_panel=OPERATORS)(cli_ops.replay)

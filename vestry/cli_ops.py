@@ -34,6 +34,7 @@ from contracts.system_v1 import (
 )
 from kernel.commands import CommandFailed, ServiceUnavailable, request_raw, validation_error
 from kernel.deadletter import DeadLetter, read_dead_letters
+from kernel.personal import stand_ins
 from kernel.streams import DLQ_STREAM
 from vestry import ops
 from vestry import status as status_report
@@ -210,7 +211,8 @@ def describe(msg: Msg) -> dict[str, Any]:
     try:
         envelope = Envelope.from_bytes(msg.data)
         model = REGISTRY.spec(envelope.type, envelope.version).model
-        model.model_validate(envelope.data)
+        # Personal fields travel sealed; the tail has no keys and checks the rest.
+        model.model_validate(stand_ins(model, envelope.data))
     except (ValidationError, UnknownMessage) as problem:
         reason = "unknown type" if isinstance(problem, UnknownMessage) else "does not validate"
         return {**row, "flag": reason, "raw": msg.data.decode(errors="replace")[:500]}
