@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts import events_v1 as contract
+from contracts.people_v1 import ExportPersonFromEvents, PersonErasureRequested
 from contracts.subscriptions_v1 import MembershipChanged, MembershipEnded, MembershipStarted
 from kernel.runtime import Service
 from kernel.settings import Settings
@@ -37,6 +38,7 @@ def create_service(
         )
     events = handlers.EventCommands(own, clock)
     bookings = handlers.BookingCommands(own, clock)
+    people = handlers.People(own)
     for model, handler in (
         (contract.CreateEvent, events.create_event),
         (contract.UpdateEvent, events.update_event),
@@ -51,6 +53,7 @@ def create_service(
         (contract.ShowBooking, bookings.show_booking),
         (contract.ListBookings, bookings.list_bookings),
         (contract.CheckIn, bookings.check_in),
+        (ExportPersonFromEvents, people.export_person),
     ):
         service.command(model)(handler)
     # A rush of bookings is answered a batch per transaction, still in order of arrival.
@@ -64,10 +67,15 @@ def create_service(
         service.consume(model)(handler)
     # The view of memberships is built only from subscriptions' facts: `vestry rebuild events`.
     service.read_model([MembershipView.__table__], memberships)
+    service.consume(PersonErasureRequested)(people.erase_person)
 
     async def timekeeper(running: Service) -> None:
         await keep_time(
-            running.sessions, clock, poll_s=own.timekeeper_poll_s, wake_relay=running.wake_relay
+            running.sessions,
+            clock,
+            poll_s=own.timekeeper_poll_s,
+            retention_days=own.booking_retention_days,
+            wake_relay=running.wake_relay,
         )
 
     service.worker(timekeeper)

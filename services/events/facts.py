@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from contracts.events_v1 import Attendee, Booker, CalendarEntry
 from contracts.money import Money
-from services.events.domain import london
-from services.events.store import Booking, Event, NewBooking
+from services.events.domain import london, promoted_at
+from services.events.store import Booking, Event, NewBooking, Reminder
 
 UID_DOMAIN = "events.vestry"
 
@@ -127,4 +128,53 @@ def booking_view(
         "arrival": booking.arrival,
         "attendance": booking.attendance,
         "cancelled_reason": booking.cancelled_reason,
+    }
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def decimal(amount: int) -> str:
+    """Pence as pounds, for an export: 9500 -> "95.00"."""
+    return f"{amount // 100}.{amount % 100:02d}"
+
+
+def booking_record(booking: Booking, event: Event) -> dict[str, Any]:
+    """A booking as a subject-access export gives it to the booker: all the store holds."""
+    return {
+        "reference": booking.reference,
+        "event_id": event.id,
+        "event_title": event.title,
+        "event_starts_at": event.starts_at.isoformat(),
+        "status": booking.status,
+        "name": booking.name,
+        "email": booking.email,
+        "phone": booking.phone,
+        "sms": booking.sms,
+        "channel": booking.channel,
+        "organisation_name": booking.organisation_name,
+        "member_id": booking.member_id,
+        "price": decimal(booking.price_minor),
+        "currency": "GBP",
+        "member_price": booking.member_price,
+        "booked_at": booking.created_at.isoformat(),
+        "confirmed_at": iso(booking.confirmed_at),
+        "promoted_at": iso(promoted_at(booking.created_at, booking.confirmed_at)),
+        "cancelled_at": iso(booking.cancelled_at),
+        "cancelled_reason": booking.cancelled_reason,
+        "attendance": booking.attendance,
+        "attendance_recorded_at": iso(booking.attendance_at),
+    }
+
+
+def reminder_record(reminder: Reminder, reference: str) -> dict[str, Any]:
+    """A reminder of one of the person's bookings, as an export gives it."""
+    return {
+        "reference": reference,
+        "event_id": reminder.event_id,
+        "hours_before": reminder.hours_before,
+        "due_at": reminder.due_at.isoformat(),
+        "status": reminder.status,
+        "sent_at": iso(reminder.sent_at),
     }

@@ -37,3 +37,10 @@ class EventsSettings(BaseSettings):
         "unset: VESTRY_PUBLIC_URL/events, the public site's programme.",
     )
     feed_title: str = Field(default="Partnership events", description="Title of the feeds.")
+    booking_retention_days: int = Field(
+        default=730,
+        ge=0,
+        description="Days after an event ends that its bookers' names, emails and phones are "
+        "kept; then they are redacted, as an erasure would (counts, prices and attendance "
+        "stay for reports). 0: kept until a person asks to be erased.",
+    )

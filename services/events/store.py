@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kernel.store import UTCDateTime, upsert
+from services.events.domain import erasure
 
 
 class Base(DeclarativeBase):
@@ -85,6 +87,8 @@ class Event(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the retention period ran out and its bookers were redacted; the sweep skips it then.
+    bookings_redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Booking(Base):
@@ -491,5 +495,72 @@ async def reminders_of(session: AsyncSession, event_id: str) -> list[Reminder]:
     return list(
         await session.scalars(
             select(Reminder).where(Reminder.event_id == event_id).order_by(Reminder.due_at)
+        )
+    )
+
+
+# People: erasure and subject access
+
+
+async def bookings_of_person(
+    session: AsyncSession, *, email: str, phone: str | None = None
+) -> list[tuple[Booking, Event]]:
+    """Every booking made with ``email`` (given normalised; matched in any case) or, when
+    given, with ``phone``, each with its event, oldest first."""
+    match = func.lower(Booking.email) == email
+    if phone:
+        match = or_(match, Booking.phone == phone)
+    rows = await session.execute(
+        select(Booking, Event)
+        .join(Event, Booking.event_id == Event.id)
+        .where(match)
+        .order_by(Booking.created_at, Booking.id)
+    )
+    return [(booking, event) for booking, event in rows]
+
+
+async def reminders_of_bookings(session: AsyncSession, booking_ids: list[str]) -> list[Reminder]:
+    if not booking_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(Reminder)
+            .where(Reminder.booking_id.in_(booking_ids))
+            .order_by(Reminder.due_at, Reminder.id)
+        )
+    )
+
+
+async def redact_bookings(session: AsyncSession, bookings: Iterable[Booking]) -> int:
+    """Put the erased stand-ins in place of each booking's booker and void its pending
+    reminders; returns how many were not redacted already.
+
+    Erasure on request and the retention sweep both come here, so that a booking
+    redacted either way reads the same, is never reminded, and is counted as before.
+    """
+    redacted = [booking for booking in bookings if not erasure.is_redacted(booking.email)]
+    for booking in redacted:
+        for column, value in erasure.redacted_booker(booking.id).columns().items():
+            setattr(booking, column, value)
+    if redacted:
+        await session.execute(
+            update(Reminder)
+            .where(
+                Reminder.booking_id.in_([booking.id for booking in redacted]),
+                Reminder.status == "pending",
+            )
+            .values(status="void")
+        )
+    await session.flush()
+    return len(redacted)
+
+
+async def events_past_retention(session: AsyncSession, cutoff: datetime) -> list[str]:
+    """The events that ended before ``cutoff`` and whose bookings are not yet redacted."""
+    return list(
+        await session.scalars(
+            select(Event.id)
+            .where(Event.ends_at < cutoff, Event.bookings_redacted_at.is_(None))
+            .order_by(Event.ends_at, Event.id)
         )
     )

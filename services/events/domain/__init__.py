@@ -5,6 +5,7 @@
 - ``reminders``: when each confirmed booker is reminded.
 - ``contact``: phone numbers and booking references.
 - ``report``: bookings and attendance, as partnerships report them.
+- ``erasure``: what erasure and the retention period leave of a booking.
 """
 
 from services.events.domain.booking import (
@@ -16,8 +17,16 @@ from services.events.domain.booking import (
     membership_active,
     places_to_promote,
     price_for,
+    promoted_at,
 )
 from services.events.domain.contact import InvalidPhone, new_reference, normalise_phone
+from services.events.domain.erasure import (
+    RedactedBooker,
+    is_redacted,
+    phone_to_match,
+    redacted_booker,
+    retention_cutoff,
+)
 from services.events.domain.reminders import DEFAULT_OFFSETS_H, ReminderSlot, reminder_slots
 from services.events.domain.report import attendance_report
 from services.events.domain.schedule import (
@@ -36,6 +45,7 @@ __all__ = [
     "EventInvalid",
     "InvalidPhone",
     "Place",
+    "RedactedBooker",
     "ReminderSlot",
     "attendance_report",
     "booking_state",
@@ -43,12 +53,17 @@ __all__ = [
     "check_capacity_change",
     "check_event",
     "decide_place",
+    "is_redacted",
     "london",
     "membership_active",
     "new_reference",
     "normalise_phone",
+    "phone_to_match",
     "places_to_promote",
     "price_for",
+    "promoted_at",
+    "redacted_booker",
     "reminder_slots",
+    "retention_cutoff",
     "to_utc",
 ]

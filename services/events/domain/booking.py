@@ -99,3 +99,11 @@ def cancellation_allowed(*, now: datetime, starts_at: datetime) -> None:
         raise BookingRefused(
             "closed", "the event has started; a booking can no longer be cancelled"
         )
+
+
+def promoted_at(created_at: datetime, confirmed_at: datetime | None) -> datetime | None:
+    """When a booking that waited got its place; None for one confirmed as it was made
+    (in the same instant) or never confirmed."""
+    if confirmed_at is None or confirmed_at <= created_at:
+        return None
+    return confirmed_at

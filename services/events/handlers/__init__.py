@@ -14,11 +14,13 @@ from services.events.handlers.memberships import (
     on_membership_ended,
     on_membership_started,
 )
+from services.events.handlers.people import People
 from services.events.handlers.places import Places, attendance_recorded
 
 __all__ = [
     "BookingCommands",
     "EventCommands",
+    "People",
     "Places",
     "attendance_recorded",
     "on_membership_changed",

@@ -164,6 +164,8 @@ class EventCommands(Places):
             if "starts_at" in new:
                 await self.reschedule_reminders(ctx, event)
             confirmed = await store.bookings_of(ctx.session, event.id, ("confirmed",))
+            # An erased booker is nobody to tell.
+            told = [b for b in confirmed if not domain.is_redacted(b.email)] if moved else []
             await ctx.publish(
                 EventChanged(
                     event_id=event.id,
@@ -174,7 +176,7 @@ class EventCommands(Places):
                     changed=changed,
                     moved=moved,
                     capacity=event.capacity,
-                    attendees=[attendee(b) for b in confirmed] if moved else [],
+                    attendees=[attendee(b) for b in told],
                 ),
                 id=derived_message_id("EventChanged", ctx.envelope.id),
             )

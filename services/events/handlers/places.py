@@ -24,7 +24,7 @@ from kernel.commands import CommandContext, Refused
 from kernel.outbox import Publisher
 from services.events import domain, store
 from services.events.domain.booking import Opening
-from services.events.facts import booking_fields, calendar_entry, pence
+from services.events.facts import booker, booking_fields, calendar_entry, pence
 from services.events.settings import EventsSettings
 from services.events.store import Booking, Event, NewBooking, Reminder
 
@@ -97,7 +97,11 @@ class Places:
         session.add_all([Reminder(**row) for row in self.reminders_for(booking, event)])
 
     def reminders_for(self, booking: Booking | NewBooking, event: Event) -> list[dict[str, Any]]:
-        """The rows of a confirmed booking's reminders, one per slot still ahead."""
+        """The rows of a confirmed booking's reminders, one per slot still ahead; none
+        for a booking whose booker was erased (a move or a promotion must not bring
+        their reminders back)."""
+        if domain.is_redacted(booking.email):
+            return []
         return [
             {
                 "id": str(uuid.uuid4()),
@@ -211,7 +215,8 @@ async def cancel_one(
             reason=reason,  # type: ignore[arg-type]
             was=was,  # type: ignore[arg-type]
             event_title=event.title,
-            booker=booking_fields(booking, event)["booker"],
+            # An erased booker is nobody to tell; the fact still goes, as billing may owe a refund.
+            booker=None if domain.is_redacted(booking.email) else booker(booking),
             # Only a confirmed place was ever in the booker's calendar.
             calendar=entry if was == "confirmed" else None,
         ),
