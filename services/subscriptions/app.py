@@ -6,9 +6,10 @@ from pathlib import Path
 
 from contracts import subscriptions_v1 as messages
 from contracts.events_v1 import BookingCancelled, BookingChargeable
+from contracts.people_v1 import ExportPersonFromSubscriptions, PersonErasureRequested
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.subscriptions import NAME, invoicing, sweeps
+from services.subscriptions import NAME, invoicing, people, sweeps
 from services.subscriptions.handlers import Clock, Subscriptions, utc_now
 from services.subscriptions.settings import BillingSettings
 
@@ -63,10 +64,12 @@ def create_service(
         (messages.RecordPayment, handlers.record_payment),
         (messages.VoidInvoice, handlers.void_invoice),
         (messages.ReissueInvoice, handlers.reissue_invoice),
+        (ExportPersonFromSubscriptions, people.export_person),
     ):
         service.command(model)(handler)
     service.consume(BookingChargeable)(handlers.booking_chargeable)
     service.consume(BookingCancelled)(handlers.booking_cancelled)
+    service.consume(PersonErasureRequested)(people.erase_person)
 
     async def run_invoicing(_: Service) -> None:
         await runner.run_forever(poll_s=0.25)

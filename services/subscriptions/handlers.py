@@ -53,6 +53,7 @@ from services.subscriptions.domain import billing
 from services.subscriptions.domain.billing import Charge, Line
 from services.subscriptions.domain.bounds import Bounds
 from services.subscriptions.domain.catalog import financial_year
+from services.subscriptions.domain.people import booker_to_keep
 from services.subscriptions.domain.timeline import (
     DatedTier,
     leaving_documents,
@@ -565,6 +566,8 @@ class Subscriptions:
             "lines": [
                 {
                     "description": line.description,
+                    # Who booked the place, on a booking's line; none once erased.
+                    "booker": line.booker_name,
                     "months": line.months,
                     "net": line.net_pence,
                     "vat_rate": line.vat_basis_points / 100,
@@ -807,7 +810,10 @@ class Subscriptions:
         """Invoice a chargeable booking once: to the member if there is one, else the booker.
 
         A fee above the ceiling, or an event outside the books' dates, is not billed: the
-        handler fails, so the fact is retried and then dead-lettered for an operator."""
+        handler fails, so the fact is retried and then dead-lettered for an operator.
+
+        The booker is named on the line, apart from its description, unless they have been
+        erased (the fact then carries stand-ins): the fee is still billed, naming nobody."""
         starts = fact.event_starts_at.astimezone(LONDON).date()
         try:
             self.bounds.check_amount(fact.fee.amount_minor, "fee")
@@ -842,12 +848,14 @@ class Subscriptions:
             financial_year(starts),
             (
                 Line(
-                    f"{fact.event_title}, {starts:%-d %b %Y}: place for {fact.booker_name} "
-                    f"(booking {fact.reference})",
+                    # The booker is named apart: the description goes out in the
+                    # invoice's facts, and erasure must be able to clear the name alone.
+                    f"{fact.event_title}, {starts:%-d %b %Y}: a place (booking {fact.reference})",
                     None,
                     0,
                     fact.fee.amount_minor,
                     self.settings.booking_vat_basis_points,
+                    *booker_to_keep(fact.booker_name, str(fact.booker_email)),
                 ),
             ),
         )
@@ -892,6 +900,8 @@ class Subscriptions:
                     0,
                     line.net_pence,
                     line.vat_basis_points,
+                    line.booker_name,
+                    line.booker_email,
                 )
                 for line in lines
             ),

@@ -171,6 +171,8 @@ def _rows(
             "net_pence": line.net_pence,
             "vat_basis_points": line.vat_basis_points,
             "vat_pence": line.vat_pence,
+            "booker_name": line.booker_name,
+            "booker_email": line.booker_email,
         }
         for position, line in enumerate(charge.lines, 1)
     ]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    or_,
     select,
     text,
     update,
@@ -221,6 +222,11 @@ class InvoiceLine(Base):
     net_pence: Mapped[int] = mapped_column(Integer)
     vat_basis_points: Mapped[int] = mapped_column(Integer)
     vat_pence: Mapped[int] = mapped_column(Integer)
+    # A booking's line: who booked the place, apart from the description so that
+    # erasure can clear them and leave the line (migration 0007). The email is how
+    # erasure and subject access find the line when a member was billed.
+    booker_name: Mapped[str | None] = mapped_column(String(200))
+    booker_email: Mapped[str | None] = mapped_column(String(320), index=True)
 
 
 class Payment(Base):
@@ -546,3 +552,105 @@ async def renew_lease(session: AsyncSession, run_id: str, owner: str, until: dat
         .values(lease_until=until)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# A person's data (erasure and subject access): found by their email, matched in any case.
+
+# The columns of free text that may mention anyone, with the tables they are in.
+FREE_TEXT: tuple[tuple[type[Base], str], ...] = (
+    (Member, "reference"),
+    (Membership, "billing_address"),
+    (Invoice, "billing_address"),
+    (Invoice, "purchase_order"),
+    (Invoice, "void_reason"),
+    (InvoiceLine, "description"),
+    (Payment, "reference"),
+)
+
+
+async def memberships_billed_to(
+    session: AsyncSession, email: str
+) -> list[tuple[Member, Membership]]:
+    """The memberships whose billing contact is ``email`` (normalised), with their members."""
+    rows = await session.execute(
+        select(Member, Membership)
+        .join(Membership, Membership.member_id == Member.id)
+        .where(func.lower(Membership.billing_email) == email)
+        .order_by(Member.name_key, Membership.starts_on)
+    )
+    return [(member, membership) for member, membership in rows]
+
+
+async def members_with_phone(session: AsyncSession) -> list[Member]:
+    """Every member that keeps a billing contact's phone."""
+    return list(await session.scalars(select(Member).where(Member.phone.is_not(None))))
+
+
+async def lines_booked_by(session: AsyncSession, email: str) -> list[InvoiceLine]:
+    """The lines of booking documents whose booker is ``email`` (normalised, as lines keep it)."""
+    return list(
+        await session.scalars(
+            select(InvoiceLine)
+            .where(InvoiceLine.booker_email == email)
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        )
+    )
+
+
+async def lines_named_without_email(session: AsyncSession, names: set[str]) -> list[InvoiceLine]:
+    """The lines that name a booker in ``names`` (in any case) but keep no booker's email:
+    lines issued to a member before lines kept the booker's email (migration 0007)."""
+    if not names:
+        return []
+    return list(
+        await session.scalars(
+            select(InvoiceLine)
+            .where(
+                InvoiceLine.booker_email.is_(None),
+                func.lower(InvoiceLine.booker_name).in_(sorted(n.lower() for n in names)),
+            )
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        )
+    )
+
+
+async def documents_to(
+    session: AsyncSession, email: str, *, also: list[str] | None = None
+) -> list[Invoice]:
+    """The invoices and credit notes issued to ``email`` (normalised), and those of the
+    ids in ``also``, by series and number."""
+    found = {
+        invoice.id: invoice
+        for invoice in await session.scalars(
+            select(Invoice).where(func.lower(Invoice.billing_email) == email)
+        )
+    }
+    ids = sorted(set(also or ()) - set(found))
+    for first in range(0, len(ids), 500):
+        for invoice in await session.scalars(
+            select(Invoice).where(Invoice.id.in_(ids[first : first + 500]))
+        ):
+            found[invoice.id] = invoice
+    return sorted(found.values(), key=lambda invoice: (invoice.series, invoice.number))
+
+
+async def mentioning(session: AsyncSession, needles: tuple[str, ...]) -> list[tuple[Base, str]]:
+    """Each row and free-text column (of ``FREE_TEXT``) that holds any of ``needles``, in
+    any case."""
+    if not needles:
+        return []
+    found: list[tuple[Base, str]] = []
+    for model, column_name in FREE_TEXT:
+        column = getattr(model, column_name)
+        rows = await session.scalars(
+            select(model).where(
+                or_(
+                    *(
+                        func.lower(column).contains(needle.lower(), autoescape=True)
+                        for needle in needles
+                    )
+                )
+            )
+        )
+        found += [(row, column_name) for row in rows]
+    return found

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.envelope import derived_message_id
 from contracts.money import Money
+from contracts.personal import is_erased_email
 from contracts.subscriptions_v1 import InvoiceOverdue
 from kernel.outbox import Publisher
 from services.subscriptions import invoicing
@@ -42,7 +43,8 @@ async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) 
 
     An invoice is chased for its balance (total less payments less credits): one
     credited in full is settled and never chased; one credited in part is chased
-    for what remains.
+    for what remains. One whose billing contact was erased is not chased: no
+    reminder is published to an erased stand-in address.
     """
     overdue = list(
         await session.scalars(
@@ -68,8 +70,15 @@ async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) 
         session, sorted({i.member_id for i in overdue if i.member_id})
     )
     count = 0
+    unreachable = []
     for invoice in overdue:
         assert invoice.due_on is not None
+        billing_email = emails.get(invoice.member_id or "", invoice.billing_email)
+        if is_erased_email(billing_email):
+            # The billing contact was erased: nobody to write to. Nothing is recorded,
+            # so the stage due then goes to a new contact once one is set.
+            unreachable.append(invoice.display_number)
+            continue
         for stage, _days in reminder_stages_due(
             due_on=invoice.due_on, today=today, already_sent=sent.get(invoice.id, set())
         ):
@@ -83,11 +92,18 @@ async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) 
                     due_on=invoice.due_on,
                     outstanding=Money(amount_minor=invoice.balance_pence),
                     billed_name=invoice.billed_name,
-                    billing_email=emails.get(invoice.member_id or "", invoice.billing_email),
+                    billing_email=billing_email,
                 ),
                 id=derived_message_id("InvoiceOverdue", invoice.id, stage),
             )
             count += 1
+    if unreachable:
+        log.warning(
+            "%d overdue invoices not chased: their billing contact was erased (%s); "
+            "set a new one with `vestry members contact`",
+            len(unreachable),
+            ", ".join(unreachable[:10]) + (", …" if len(unreachable) > 10 else ""),
+        )
     await session.flush()
     return count
 

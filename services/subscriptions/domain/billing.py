@@ -63,11 +63,17 @@ def month_cost(net_year_pence: int, month: int) -> int:
 
 @dataclass(frozen=True)
 class Line:
+    """One line of a document. A booking's line names its booker apart from its
+    description, so that the description (which goes out in facts) names no one and
+    erasure can clear the booker alone."""
+
     description: str
     tier: str | None
     months: int
     net_pence: int
     vat_basis_points: int
+    booker_name: str | None = None
+    booker_email: str | None = None
 
     @property
     def vat_pence(self) -> int:
