@@ -5,10 +5,10 @@ from __future__ import annotations
 import nats
 from nats.aio.client import Client
 
-from contracts import Envelope
 from contracts.subscriptions_v1 import MembershipStarted
 from kernel.settings import Settings
 from tests.conftest import Mailbox, eventually
+from tests.sealed import opened
 from tests.stack import (
     deliveries_per_cause,
     delivery_count,
@@ -92,7 +92,7 @@ async def test_consumer_that_dies_before_acking_does_not_apply_twice(
             await join(nc, number)
         js = nc.jetstream()
         await eventually(lambda: _count(js, "SUBSCRIPTIONS", 5), what="5 facts stored")
-        consumer = events.consumers[0]
+        [consumer] = [c for c in events.consumers if c.spec.stream == "SUBSCRIPTIONS"]
         with monkeypatch.context() as patch:
             patch.setattr(kernel.consumer, "_settle", die_before_ack)
             subscription = await nc.jetstream().pull_subscribe_bind(
@@ -117,7 +117,8 @@ async def test_fact_carries_its_envelope(settings: Settings, nc: Client) -> None
         js = nc.jetstream()
         await eventually(lambda: stream_messages(js, "SUBSCRIPTIONS"))
         raw = await js.get_msg("SUBSCRIPTIONS", seq=1)
-        envelope = Envelope.from_bytes(raw.data)
+        assert b"example.gov.uk" not in raw.data  # the billing contact travels sealed
+        envelope = await opened(nc, raw.data)
         fact = MembershipStarted.model_validate(envelope.data)
         assert raw.subject == MembershipStarted.SUBJECT
         assert raw.headers["Nats-Msg-Id"] == envelope.id
