@@ -24,6 +24,7 @@ from contracts.notifications_v1 import (
     Subscribe,
     Unsubscribe,
 )
+from contracts.people_v1 import ExportPersonFromNotifications, PersonErasureRequested
 from contracts.subscriptions_v1 import (
     CreditNoteIssued,
     InvoiceIssued,
@@ -63,6 +64,9 @@ def create_service(settings: Settings | None = None) -> Service:
     service.consume(BookingCancelled)(partial(handlers.on_booking_cancelled, fit_sms=fit_sms))
     service.consume(EventChanged)(partial(handlers.on_event_changed, fit_sms=fit_sms))
     service.consume(ReminderDue)(partial(handlers.on_reminder_due, fit_sms=fit_sms))
+    # A person's rights: erasure (a fact every holder acts on) and access (a command).
+    service.consume(PersonErasureRequested)(handlers.on_person_erasure_requested)
+    service.command(ExportPersonFromNotifications)(handlers.export_person)
     # The directory of people the facts named is built only from those facts, by the
     # same learners the handlers above call first: `vestry rebuild notifications`.
     service.read_model([store.DirectoryEntry.__table__], LEARNERS)

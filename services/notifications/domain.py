@@ -8,7 +8,10 @@ each channel they have consented to. Non-urgent SMS wait out quiet hours.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -19,6 +22,7 @@ import phonenumbers
 
 from contracts.money import Money
 from contracts.notifications_v1 import TOPICS as contract_topics
+from contracts.personal import normalised_email
 from contracts.subscriptions_v1 import MembershipStarted
 from kernel import links
 
@@ -135,11 +139,17 @@ def welcome(fact: MembershipStarted) -> PlannedDelivery:
 
 @dataclass
 class FanOut:
-    """A broadcast's recipients, and whom it skipped for want of consent on a channel."""
+    """A broadcast's recipients, and whom it skipped for want of consent on a channel.
+
+    ``shared`` is what every recipient's message is rendered from (the operator's
+    data, the topic): stored once with the broadcast. Each planned delivery carries
+    only what is its recipient's own (their name, their unsubscribe link).
+    """
 
     planned: list[PlannedDelivery] = field(default_factory=list)
     skipped_for_consent: int = 0
     recipients: int = 0
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 def fan_out(
@@ -153,7 +163,7 @@ def fan_out(
     unsubscribe: Callable[[str], str] | None = None,
 ) -> FanOut:
     """One delivery per subscriber of ``topic`` and channel they consented to, each once."""
-    result = FanOut()
+    result = FanOut(shared={**data, "topic": topic})
     seen: set[tuple[str, str]] = set()
     for contact in contacts:
         if topic not in contact.topics:
@@ -168,13 +178,18 @@ def fan_out(
             if (channel, address) in seen:  # two contacts sharing an address hear it once
                 continue
             seen.add((channel, address))
-            context = {**data, "recipient_name": contact.name or "", "topic": topic}
+            context = {"recipient_name": contact.name or ""}
             if unsubscribe is not None and contact.contact_id:
                 context["unsubscribe_url"] = unsubscribe(contact.contact_id)
             result.planned.append(
                 PlannedDelivery(address, channel, template, context, urgent, contact.contact_id)
             )
     return result
+
+
+def broadcast_context(shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """What one recipient's broadcast is rendered from: the broadcast's, then their own."""
+    return {**shared, **own}
 
 
 # When
@@ -235,9 +250,97 @@ unsubscribe_url = links.unsubscribe_url
 unsubscribe_link_is_genuine = links.unsubscribe_link_is_genuine
 
 
-def forgotten_digest(address: str) -> str:
-    """What the ledger keeps of a forgotten address: enough to stay unique, nothing to read."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+# Forgetting a person (the right to erasure)
+
+FORGOTTEN_PREFIX = "forgotten:"
+NEVER_SENT = "the contact was forgotten before it was sent"
+ADDRESS_REMOVED = "(address removed)"
+
+
+def forgotten_digest(address: str, key: str) -> str:
+    """What is kept of a forgotten address, so that nothing is planned for it again.
+
+    An HMAC-SHA256 under ``key``, a secret only this service holds: a plain hash
+    would let anyone with a list of addresses tell who had been here and match
+    them to their deliveries. Matched as every service matches an address
+    (trimmed, lower case); a phone number likewise.
+    """
+    address = address.strip().lower()
+    return hmac.new(key.encode(), b"forgotten:" + address.encode(), hashlib.sha256).hexdigest()
+
+
+def forgotten_recipient(digest: str) -> str:
+    """What a forgotten person's ledger rows name in place of their address: unique per
+    address (a cause still has one row per recipient and channel), readable by nobody."""
+    return FORGOTTEN_PREFIX + digest[:40]
+
+
+def is_forgotten_recipient(recipient: str) -> bool:
+    return recipient.startswith(FORGOTTEN_PREFIX)
+
+
+@dataclass(frozen=True)
+class PersonAsked:
+    """Whom an erasure or an export is about, as this service matches them.
+
+    Their email, in any case, and the phone the request gives, as given and in
+    E.164 (as contacts, the directory and SMS rows hold it). A contact or directory
+    entry with either is theirs (as a booking with their phone is theirs in the
+    events service, whatever its email). Their addresses are those emails and
+    phones and the mobile on each record of theirs; a ledger row to any of them
+    is theirs, and such a mobile on someone else's record (a shared duty phone)
+    is theirs too, though the record is not.
+    """
+
+    email: str
+    phones: frozenset[str] = frozenset()
+
+
+def person_asked(email: str, phone: str | None = None) -> PersonAsked:
+    return PersonAsked(normalised_email(email), frozenset(phone_forms(phone)))
+
+
+def phone_forms(phone: str | None) -> set[str]:
+    """The forms a phone number is matched in: as given, and in E.164 where it reads as
+    a mobile. A number that is no mobile still matches as given: no reason to refuse."""
+    if not phone or not phone.strip():
+        return set()
+    forms = {phone.strip()}
+    with contextlib.suppress(InvalidPhone):
+        forms.add(normalise_mobile(phone))
+    return forms
+
+
+def without_addresses(text: str | None, addresses: Iterable[str]) -> str | None:
+    """``text`` with each of ``addresses`` taken out, whatever its case: a mail server
+    names the recipient it refused in its reply, which the ledger keeps as the error."""
+    if not text:
+        return text
+    for address in sorted(set(addresses), key=len, reverse=True):
+        if address:
+            text = re.sub(re.escape(address), ADDRESS_REMOVED, text, flags=re.IGNORECASE)
+    return text
+
+
+def forgotten_delivery(
+    *, still_open: bool, last_error: str | None, addresses: Iterable[str], marker: str
+) -> dict[str, Any]:
+    """What a ledger row to a forgotten person becomes.
+
+    It keeps its cause, channel, template, status, attempts and dates, so nothing
+    is sent twice and a broadcast's counts stay right; it loses whom it went to,
+    what it said (the rendered context: names, references, links) and their
+    contact id. A row not sent yet never will be: there is no one to send it to.
+    """
+    changes: dict[str, Any] = {
+        "recipient": marker,
+        "context": "{}",
+        "contact_id": None,
+        "last_error": without_addresses(last_error, addresses),
+    }
+    if still_open:
+        changes.update(status="failed", last_error=NEVER_SENT, claim=None)
+    return changes
 
 
 # How people see times, days and money

@@ -263,11 +263,14 @@ def _outcome(
         return None
     delivery.status = "failed"
     log.error("delivery %s given up after %d attempts: %s", delivery.id, delivery.attempts, error)
+    # A mail server names the address it refused; the fact, kept in a stream for good
+    # and sealed for nobody, must not.
+    public_error = domain.without_addresses(error, [delivery.recipient]) or error
     return DeliveryFailed(
         delivery_id=delivery.id,
         cause_id=delivery.cause_id,
         channel=delivery.channel,  # type: ignore[arg-type]
         template=delivery.template,
         attempts=delivery.attempts,
-        error=error[:1000],
+        error=public_error[:1000],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,10 +24,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
-from services.notifications import directory
-from services.notifications.domain import PlannedDelivery, Reachable, forgotten_digest
+from contracts.personal import is_erased_email, normalised_email
+from services.notifications import directory, domain
+from services.notifications.domain import PlannedDelivery, Reachable
 
 SETTLED = ("sent", "failed")
 OPEN = ("pending", "deferred")
@@ -49,6 +50,8 @@ class Contact(Base):
     # The person's own choices; None where they made none (see ``reachable``).
     email_consent: Mapped[bool | None] = mapped_column(Boolean)
     sms_consent: Mapped[bool | None] = mapped_column(Boolean)
+    # When their own record was made; None for records older than the column.
+    added_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DirectoryEntry(Base):
@@ -84,7 +87,8 @@ class ContactTopic(Base):
 
 
 class Forgotten(Base):
-    """Addresses of people who asked to be forgotten, as digests: never planned for again."""
+    """Addresses of people who were forgotten, as keyed digests (``domain.forgotten_digest``):
+    never learnt or planned for again."""
 
     __tablename__ = "forgotten"
 
@@ -105,6 +109,18 @@ class Broadcast(Base):
     skipped_for_consent: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What every recipient's message is rendered from (``FanOut.shared``), as JSON, kept
+    # here once rather than in each of thousands of ledger rows. None for broadcasts
+    # older than the column, whose rows each carry all of it.
+    context: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def shared_context(self) -> dict[str, Any]:
+        # Parsed once per loaded broadcast: the sender renders many rows from one.
+        parsed = self.__dict__.get("_shared_context")
+        if parsed is None:
+            parsed = self.__dict__["_shared_context"] = dict(json.loads(self.context or "{}"))
+        return dict(parsed)
 
 
 class Delivery(Base):
@@ -134,10 +150,24 @@ class Delivery(Base):
     contact_id: Mapped[str | None] = mapped_column(String(36))
     claim: Mapped[str | None] = mapped_column(String(36))
     attempts_before_resend: Mapped[int] = mapped_column(Integer, default=0)
+    # Loaded only where a row is rendered (``claim_due``); anywhere else it is a bug
+    # to reach for it, and it would load a body of up to megabytes per broadcast.
+    broadcast: Mapped[Broadcast | None] = relationship(
+        primaryjoin="foreign(Delivery.broadcast_id) == Broadcast.id", lazy="raise", viewonly=True
+    )
+
+    @property
+    def own_context(self) -> dict[str, Any]:
+        """What this row alone holds to render from (all of it, but for a broadcast's)."""
+        return dict(json.loads(self.context))
 
     @property
     def template_context(self) -> dict[str, Any]:
-        return dict(json.loads(self.context))
+        """What the message is rendered from: its broadcast's context, then its own."""
+        broadcast = self.broadcast if self.broadcast_id else None
+        if broadcast is None:
+            return self.own_context
+        return domain.broadcast_context(broadcast.shared_context, self.own_context)
 
 
 # Contacts
@@ -186,10 +216,20 @@ async def own_record(session: AsyncSession, email: str, *, source: str) -> Conta
     email = email.strip().lower()
     contact = await contact_by_email(session, email)
     if contact is None:
-        contact = Contact(id=directory.contact_id_for(email), email=email, source=source)
+        contact = Contact(
+            id=directory.contact_id_for(email),
+            email=email,
+            source=source,
+            added_at=datetime.now(UTC),
+        )
         session.add(contact)
         await session.flush()
     return contact
+
+
+def forgotten_digest(address: str) -> str:
+    """``address`` as the forgotten table keeps it, under this service's contact-id key."""
+    return domain.forgotten_digest(address, directory.contact_id_key())
 
 
 async def is_forgotten(session: AsyncSession, address: str) -> bool:
@@ -197,10 +237,19 @@ async def is_forgotten(session: AsyncSession, address: str) -> bool:
 
 
 async def learn(session: AsyncSession, seen: directory.Sighting) -> None:
-    """Take in what a fact says of a person, unless they asked to be forgotten."""
-    email = seen.email.strip().lower()
+    """Take in what a fact says of a person, unless they were forgotten.
+
+    A fact read after its person was erased names an erased stand-in: there is
+    nobody to learn. A mobile that was forgotten with someone is not learnt back
+    from another person's fact either.
+    """
+    if is_erased_email(seen.email):
+        return
+    email = normalised_email(seen.email)
     if await is_forgotten(session, email):
         return
+    if seen.mobile and await is_forgotten(session, seen.mobile):
+        seen = replace(seen, mobile=None, sms_opt_in=False)
     row = await session.get(DirectoryEntry, email, with_for_update=True)
     learnt = directory.learn(row.entry() if row else None, seen)
     if row is None:
@@ -212,8 +261,13 @@ async def learn(session: AsyncSession, seen: directory.Sighting) -> None:
 
 
 async def person(session: AsyncSession, email: str) -> Reachable | None:
-    """Where and how a person can be reached: the directory and their own choices together."""
-    email = email.strip().lower()
+    """Where and how a person can be reached: the directory and their own choices together.
+
+    None for an erased stand-in or a forgotten address: nobody to write to.
+    """
+    if is_erased_email(email):
+        return None
+    email = normalised_email(email)
     if await is_forgotten(session, email):
         return None
     contact = await contact_by_email(session, email)
@@ -286,12 +340,12 @@ async def unsubscribe(session: AsyncSession, contact: Contact, topics: Iterable[
     )
 
 
-async def open_broadcasts_of(session: AsyncSession, known: Known) -> list[str]:
-    """Broadcasts with a row still to send to this person."""
+async def open_broadcasts_of(session: AsyncSession, addresses: Iterable[str]) -> list[str]:
+    """Broadcasts with a row still to send to any of ``addresses``."""
     found = await session.scalars(
         select(Delivery.broadcast_id)
         .where(
-            Delivery.recipient.in_(known.addresses),
+            _to_any(addresses),
             Delivery.status.in_(OPEN),
             Delivery.broadcast_id.is_not(None),
         )
@@ -300,39 +354,121 @@ async def open_broadcasts_of(session: AsyncSession, known: Known) -> list[str]:
     return [broadcast_id for broadcast_id in found if broadcast_id]
 
 
-async def forget(session: AsyncSession, known: Known) -> int:
-    """Erase the person; the ledger keeps each row (so nothing is sent again) but not the address.
+@dataclass(frozen=True)
+class Person:
+    """Everything this store holds on one person: the records (own and learnt) their
+    email or the phone a request gives names."""
 
-    Returns how many ledger rows were scrubbed.
+    asked: domain.PersonAsked
+    contacts: list[Contact]
+    entries: list[DirectoryEntry]
+
+    @property
+    def known_as(self) -> set[str]:
+        """The emails their records are kept under: one person, however many records."""
+        return {record.email for record in (*self.contacts, *self.entries)}
+
+    @property
+    def phones(self) -> set[str]:
+        """The phone asked about and every mobile on their records."""
+        mobiles = {record.mobile for record in (*self.contacts, *self.entries) if record.mobile}
+        return set(self.asked.phones) | mobiles
+
+    @property
+    def addresses(self) -> set[str]:
+        """Every address of theirs a ledger row may name: each email and each phone."""
+        return {self.asked.email} | self.known_as | self.phones
+
+
+async def person_by_email(session: AsyncSession, email: str, phone: str | None = None) -> Person:
+    """The person with this email (in any case), with every record the phone names."""
+    asked = domain.person_asked(email, phone)
+    phones = sorted(asked.phones)
+    own = select(Contact).where((Contact.email == asked.email) | Contact.mobile.in_(phones))
+    learnt = select(DirectoryEntry).where(
+        (DirectoryEntry.email == asked.email) | DirectoryEntry.mobile.in_(phones)
+    )
+    return Person(
+        asked,
+        list(await session.scalars(own.order_by(Contact.email))),
+        list(await session.scalars(learnt.order_by(DirectoryEntry.email))),
+    )
+
+
+def _to_any(addresses: Iterable[str]) -> Any:
+    """Ledger rows naming any of ``addresses``: an email in any case, a phone as written."""
+    wanted = sorted({address.strip().lower() for address in addresses if address})
+    return func.lower(Delivery.recipient).in_(wanted)
+
+
+async def deliveries_to(
+    session: AsyncSession, addresses: Iterable[str], *, for_update: bool = False
+) -> list[Delivery]:
+    """Every ledger row naming any of ``addresses``, oldest first; ``for_update`` locks
+    them (PostgreSQL), so a sender recording an outcome meanwhile waits its turn."""
+    query = select(Delivery).where(_to_any(addresses)).order_by(Delivery.created_at, Delivery.id)
+    if for_update:
+        query = query.with_for_update()
+    return list(await session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What forgetting a person took away: how many addresses they had records under
+    (their own, what facts taught, or both: one contact) and how many ledger rows
+    named them."""
+
+    contacts: int
+    deliveries: int
+
+
+async def erase_person(session: AsyncSession, person: Person) -> Erased:
+    """Forget ``person``: contacts, consents, topics, what facts taught the directory, and
+    whom their ledger rows went to and what those said; keep keyed digests of every
+    address of theirs so that nothing is learnt or planned for them again.
+
+    Idempotent: a person already forgotten erases nothing.
     """
     now = datetime.now(UTC)
-    scrubbed = 0
-    for address in known.addresses:
+    addresses = person.addresses
+    for address in sorted(addresses):
         digest = forgotten_digest(address)
         if await session.get(Forgotten, digest) is None:
             session.add(Forgotten(digest=digest, forgotten_at=now))
-        # A row not sent yet never will be: there is no one left to send it to.
+    scrubbed = 0
+    for row in await deliveries_to(session, addresses, for_update=True):
+        changes = domain.forgotten_delivery(
+            still_open=row.status in OPEN,
+            last_error=row.last_error,
+            addresses=addresses,
+            marker=domain.forgotten_recipient(forgotten_digest(row.recipient)),
+        )
+        for field, value in changes.items():
+            setattr(row, field, value)
+        scrubbed += 1
+    for contact in person.contacts:
+        await session.execute(delete(ContactTopic).where(ContactTopic.contact_id == contact.id))
+        await session.delete(contact)
+    for entry in person.entries:
+        await session.delete(entry)
+    await session.flush()
+    # A number of theirs on someone else's record (a shared duty phone) is taken off it;
+    # the record itself names someone else.
+    phones = sorted(person.phones)
+    if phones:
         await session.execute(
-            update(Delivery)
-            .where(Delivery.recipient == address, Delivery.status.in_(OPEN))
-            .values(status="failed", last_error="the contact was forgotten before it was sent")
+            update(Contact)
+            .where(Contact.mobile.in_(phones))
+            .values(mobile=None, sms_consent=None)
             .execution_options(synchronize_session=False)
         )
-        result = await session.execute(
-            update(Delivery)
-            .where(Delivery.recipient == address)
-            .values(recipient=f"forgotten:{digest[:40]}", context="{}")
+        await session.execute(
+            update(DirectoryEntry)
+            .where(DirectoryEntry.mobile.in_(phones))
+            .values(mobile=None, sms_opt_in=False)
             .execution_options(synchronize_session=False)
         )
-        scrubbed += result.rowcount  # type: ignore[attr-defined]
-    if known.contact is not None:
-        await session.execute(
-            delete(ContactTopic).where(ContactTopic.contact_id == known.contact.id)
-        )
-        await session.delete(known.contact)
-    if known.entry is not None:
-        await session.delete(known.entry)
-    return scrubbed
+    return Erased(contacts=len(person.known_as), deliveries=scrubbed)
 
 
 # The ledger
@@ -360,7 +496,12 @@ def _row(
 
 
 async def plan_delivery(session: AsyncSession, cause_id: str, planned: PlannedDelivery) -> bool:
-    """Add the ledger row unless this cause already has one for this recipient and channel."""
+    """Add the ledger row unless this cause already has one for this recipient and channel.
+
+    Nothing is planned for nobody: no address, an erased stand-in or a forgotten one.
+    """
+    if not planned.recipient or is_erased_email(planned.recipient):
+        return False
     existing = await session.scalar(
         select(Delivery.id).where(
             Delivery.cause_id == cause_id,
@@ -406,7 +547,13 @@ async def claim_due(
         .values(claim=token, next_attempt_at=now + lease)
         .execution_options(synchronize_session=False)
     )
-    return list(await session.scalars(select(Delivery).where(Delivery.claim == token)))
+    return list(
+        await session.scalars(
+            select(Delivery)
+            .where(Delivery.claim == token)
+            .options(selectinload(Delivery.broadcast))  # each broadcast's body loaded once
+        )
+    )
 
 
 async def owed_now(session: AsyncSession) -> int:

@@ -23,11 +23,13 @@ from services.notifications.handlers.facts import (
     on_membership_started,
     on_reminder_due,
 )
+from services.notifications.handlers.people import export_person, on_person_erasure_requested
 
 __all__ = [
     "Broadcasts",
     "add_contact",
     "complete_broadcast",
+    "export_person",
     "forget_contact",
     "list_contacts",
     "on_booking_cancelled",
@@ -39,6 +41,7 @@ __all__ = [
     "on_invoice_overdue",
     "on_invoice_paid",
     "on_membership_started",
+    "on_person_erasure_requested",
     "on_reminder_due",
     "resend_delivery",
     "settle_broadcast",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,7 +59,11 @@ class Broadcasts:
                 )
 
     async def send(self, command: SendBroadcast, ctx: CommandContext) -> dict[str, Any]:
-        """Plan one delivery per consenting subscriber and channel, in this transaction."""
+        """Plan one delivery per consenting subscriber and channel, in this transaction.
+
+        The message's data is stored once, with the broadcast; each delivery holds
+        only what is its recipient's own.
+        """
         known_topics([command.topic])
         self.check(command)
         broadcast_id = derived_message_id("broadcast", ctx.envelope.id)
@@ -87,6 +92,7 @@ class Broadcasts:
             planned=len(fan.planned),
             skipped_for_consent=fan.skipped_for_consent,
             created_at=datetime.now(UTC),
+            context=json.dumps(fan.shared),
         )
         ctx.session.add(broadcast)
         await store.plan_broadcast(ctx.session, broadcast_id, fan.planned)

@@ -1,4 +1,8 @@
-"""The contact commands (add, list, show, subscribe, unsubscribe, forget) and resend."""
+"""The contact commands (add, list, show, subscribe, unsubscribe, forget) and resend.
+
+Forgetting a contact here is what an erasure request does in this service
+(``people.forget``); an erasure request also reaches the other services.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from contracts.notifications_v1 import (
 )
 from kernel.commands import CommandContext, Refused
 from services.notifications import domain, store
-from services.notifications.handlers.completion import settle_broadcast
+from services.notifications.handlers.people import forget
 
 
 def _mobile(text: str | None) -> str | None:
@@ -71,7 +75,7 @@ async def add_contact(command: AddContact, ctx: CommandContext) -> dict[str, Any
     if await store.is_forgotten(ctx.session, email):
         # They asked to be forgotten; adding them back is a new, explicit request.
         await ctx.session.execute(
-            delete(store.Forgotten).where(store.Forgotten.digest == domain.forgotten_digest(email))
+            delete(store.Forgotten).where(store.Forgotten.digest == store.forgotten_digest(email))
         )
     known = await store.find_person(ctx.session, email)
     if command.sms_consent and not (mobile or (known and known.reachable.mobile)):
@@ -155,13 +159,15 @@ async def unsubscribe(command: Unsubscribe, ctx: CommandContext) -> dict[str, An
 
 
 async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[str, Any]:
+    """Forget one contact here, as an erasure request does (``people.forget``)."""
     known = await _person(ctx, command.contact)
-    contact_id = known.reachable.contact_id
-    broadcasts = await store.open_broadcasts_of(ctx.session, known)
-    scrubbed = await store.forget(ctx.session, known)
-    for broadcast_id in broadcasts:  # their last open row may have been this contact's
-        await settle_broadcast(ctx.session, broadcast_id, ctx.publish)
-    return {"contact_id": contact_id, "forgotten": True, "ledger_rows_scrubbed": scrubbed}
+    person = await store.person_by_email(ctx.session, known.reachable.email or "")
+    erased = await forget(ctx.session, person, ctx.publish)
+    return {
+        "contact_id": known.reachable.contact_id,
+        "forgotten": True,
+        "ledger_rows_scrubbed": erased.deliveries,
+    }
 
 
 async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[str, Any]:
@@ -175,7 +181,7 @@ async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[
             f"only a failed delivery can be resent; this one is {delivery.status}",
             "delivery_id",
         )
-    if delivery.recipient.startswith("forgotten:"):
+    if domain.is_forgotten_recipient(delivery.recipient):
         raise Refused("conflict", "its recipient asked to be forgotten", "delivery_id")
     delivery.status = "pending"
     delivery.next_attempt_at = datetime.now(UTC)
