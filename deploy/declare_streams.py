@@ -4,11 +4,15 @@ that changes a stream (its subjects, its dedupe window, its copies).
     set -a; . /etc/vestry/admin.env; set +a
     /opt/vestry/.venv/bin/python /opt/vestry/deploy/declare_streams.py
 
-Creates SUBSCRIPTIONS, EVENTS, NOTIFICATIONS and the DLQ as the services declare
-them (kernel.streams), or brings them up to date, with VESTRY_STREAM_REPLICAS
-copies; creates OPS, the record of operator actions, append-only (no message may
-be deleted from it, and it may not be purged). The services may create their own
-stream and the DLQ if they are missing but never change one; nobody changes OPS.
+Creates SUBSCRIPTIONS, EVENTS, NOTIFICATIONS, PEOPLE and the DLQ as the services
+declare them (kernel.streams), or brings them up to date, with
+VESTRY_STREAM_REPLICAS copies; creates OPS, the record of operator actions,
+append-only (no message may be deleted from it, and it may not be purged); creates
+PERSON_KEYS, the person keys, as the services and the CLI would
+(kernel.personal.ensure_keys_stream). The services may create their own stream,
+the DLQ, PEOPLE and PERSON_KEYS if they are missing but never change one; nobody
+changes OPS or PERSON_KEYS (new limits on PERSON_KEYS could drop keys, and with
+them every personal field they open).
 
 Prints each stream and exits 0 when every stream is as declared, 1 (naming what
 differs) when one is not, 2 when NATS cannot be reached.
@@ -24,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig, StreamInfo
 from nats.js.errors import BadRequestError, NotFoundError
 
+from kernel.personal import KEYS_STREAM, ensure_keys_stream, keys_stream_config
 from kernel.settings import Settings
 from kernel.streams import STREAMS, differences, ensure_streams, stream_config
 from vestry.ops import OPS_STREAM, OPS_SUBJECTS
@@ -54,6 +59,31 @@ def ops_differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
     return changed
 
 
+def keys_config(replicas: int) -> StreamConfig:
+    """PERSON_KEYS as kernel.personal.ensure_keys_stream creates it."""
+    return keys_stream_config(replicas)
+
+
+KEYS_DECLARED = (
+    "subjects",
+    "storage",
+    "discard",
+    "discard_new_per_subject",
+    "deny_purge",
+    "max_msgs_per_subject",
+    "num_replicas",
+    "allow_direct",
+)
+
+
+def keys_differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
+    have, want = existing.as_dict(), wanted.as_dict()
+    changed = [k for k in KEYS_DECLARED if k != "subjects" and have.get(k) != want.get(k)]
+    if sorted(have.get("subjects") or []) != sorted(want.get("subjects") or []):
+        changed.insert(0, "subjects")
+    return changed
+
+
 # A cluster that has just started may refuse a three-replica stream for a moment
 # ("insufficient resources" / no suitable peers) while it counts its nodes.
 PEER_OFFLINE = 10005
@@ -69,6 +99,7 @@ async def declare(js: JetStreamContext, settings: Settings, attempts: int = 10) 
                 replicas=settings.stream_replicas,
             )
             ops = await _ensure_ops(js, ops_config(settings.stream_replicas))
+            keys = await _ensure_keys(js, settings.stream_replicas)
             break
         except BadRequestError as error:
             if error.err_code != PEER_OFFLINE or attempt == attempts:
@@ -90,6 +121,12 @@ async def declare(js: JetStreamContext, settings: Settings, attempts: int = 10) 
             'see deploy/README.md, "Streams"'
         )
     print(f"{OPS_STREAM}: {ops.state.messages} records, {ops.config.num_replicas} copies")
+    if changed := keys_differences(keys.config, keys_config(settings.stream_replicas)):
+        problems.append(
+            f"{KEYS_STREAM}: differs in {', '.join(changed)}; nobody may change it: "
+            'see deploy/README.md, "Person keys"'
+        )
+    print(f"{KEYS_STREAM}: {keys.state.messages} keys, {keys.config.num_replicas} copies")
     return problems
 
 
@@ -101,6 +138,16 @@ async def _ensure_ops(js: JetStreamContext, wanted: StreamConfig) -> StreamInfo:
         info = await js.add_stream(wanted)
         print(f"{OPS_STREAM}: created")
         return info
+
+
+async def _ensure_keys(js: JetStreamContext, replicas: int) -> StreamInfo:
+    """PERSON_KEYS as it is, or created as the services would create it; never updated."""
+    try:
+        return await js.stream_info(KEYS_STREAM)
+    except NotFoundError:
+        await ensure_keys_stream(js, replicas=replicas)
+        print(f"{KEYS_STREAM}: created")
+        return await js.stream_info(KEYS_STREAM)
 
 
 async def main() -> int:

@@ -321,17 +321,30 @@ class Keyring:
         return envelope.model_copy(update={"data": data})
 
 
-async def ensure_keys_stream(js: JetStreamContext, *, replicas: int = 1) -> None:
-    config = StreamConfig(
+def keys_stream_config(replicas: int = 1) -> StreamConfig:
+    """PERSON_KEYS: one message (a key) per person, in files, readable from any replica.
+
+    A second key for a person is refused, not kept in place of the first
+    (``discard_new_per_subject``): whoever may make a key cannot replace one, and so
+    cannot make a person's facts unreadable nor leave the old key's bytes unerased.
+    Nobody may purge the stream; a key goes only by its own secure erase.
+    """
+    return StreamConfig(
         name=KEYS_STREAM,
         description="One key per person, for the personal fields of facts; erasure deletes it.",
         subjects=[f"{KEY_SUBJECT}.*"],
         storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
+        discard=DiscardPolicy.NEW,
+        discard_new_per_subject=True,
         max_msgs_per_subject=1,
         num_replicas=replicas,
         allow_direct=True,
+        deny_purge=True,
     )
+
+
+async def ensure_keys_stream(js: JetStreamContext, *, replicas: int = 1) -> None:
+    config = keys_stream_config(replicas)
     try:
         await js.stream_info(KEYS_STREAM)
     except NotFoundError:

@@ -34,7 +34,7 @@ from contracts.system_v1 import (
 )
 from kernel.commands import CommandFailed, ServiceUnavailable, request_raw, validation_error
 from kernel.deadletter import DeadLetter, read_dead_letters
-from kernel.personal import stand_ins
+from kernel.personal import KEYS_STREAM, stand_ins
 from kernel.streams import DLQ_STREAM
 from vestry import ops
 from vestry import status as status_report
@@ -106,15 +106,13 @@ async def _streams(nc: Client) -> list[dict[str, Any]]:
     js = nc.jetstream()
     rows = []
     for state in await status_report.stream_states(nc):
+        # A message of PERSON_KEYS is somebody's key: nobody reads one to show a time.
+        dated = state.messages and state.name != KEYS_STREAM
         rows.append(
             {
                 **state.model_dump(mode="json"),
-                "first_ts": await _stored_at(js, state.name, state.first_seq)
-                if state.messages
-                else None,
-                "last_ts": await _stored_at(js, state.name, state.last_seq)
-                if state.messages
-                else None,
+                "first_ts": await _stored_at(js, state.name, state.first_seq) if dated else None,
+                "last_ts": await _stored_at(js, state.name, state.last_seq) if dated else None,
             }
         )
     return rows

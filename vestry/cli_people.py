@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from contracts import Envelope
 from contracts.people_v1 import (
@@ -25,8 +27,9 @@ from contracts.people_v1 import (
 from contracts.personal import normalised_email
 from kernel.commands import request
 from kernel.personal import Keyring
+from kernel.production import key_problem
 from kernel.settings import Settings
-from kernel.streams import PEOPLE_STREAM, STREAMS, ensure_streams
+from kernel.streams import PEOPLE_STREAM, STREAMS, stream_config
 from vestry import ops
 from vestry.connection import connected
 from vestry.terminal import console, emit, fail, options_of, run
@@ -48,6 +51,7 @@ class Erasure:
     erasure_id: str
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     key_deleted: bool = False
+    key_found: bool = False
 
     @property
     def waiting_for(self) -> list[str]:
@@ -72,12 +76,7 @@ async def erase(
     """
     js = nc.jetstream()
     keyring = await _keyring(nc, settings)
-    await ensure_streams(
-        js,
-        duplicate_window_s=settings.duplicate_window_s,
-        replicas=settings.stream_replicas,
-        streams=[spec for spec in STREAMS if spec.name == PEOPLE_STREAM],
-    )
+    await _ensure_people_stream(js, settings)
     erasure = Erasure(erasure_id=str(uuid.uuid4()))
     answered = asyncio.Event()
     by_subject = {fact.SUBJECT: service for service, fact in ERASED_FACTS.items()}
@@ -111,9 +110,25 @@ async def erase(
     finally:
         for subscription in subscriptions:
             await subscription.unsubscribe()
-    await keyring.shred(email)  # whether or not there was one, none is left
-    erasure.key_deleted = True
+    erasure.key_found = await keyring.shred(email)
+    erasure.key_deleted = True  # whether or not there was one, none is left
     return erasure
+
+
+async def _ensure_people_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create PEOPLE if it is missing; never change one (in production the admin
+    declares streams and the operator may not update them)."""
+    try:
+        await js.stream_info(PEOPLE_STREAM)
+    except NotFoundError:
+        [spec] = [spec for spec in STREAMS if spec.name == PEOPLE_STREAM]
+        await js.add_stream(
+            stream_config(
+                spec,
+                duplicate_window_s=settings.duplicate_window_s,
+                replicas=settings.stream_replicas,
+            )
+        )
 
 
 async def export(nc: Client, email: str, phone: str | None, *, timeout: float) -> dict[str, Any]:
@@ -147,6 +162,12 @@ def people_forget(
     if not yes and not options.json:
         typer.confirm(f"Erase {email} from every service, for good?", abort=True)
     settings = Settings()
+    if settings.env == "production":
+        # The CLI finds the key it deletes with this secret: the example value, or one
+        # unlike the services', would delete nothing of the person's.
+        problem = key_problem("VESTRY_PERSON_KEY_SECRET", settings.person_key_secret)
+        if problem:
+            fail(f"refusing to erase in production: {problem}", code=78, options=options)
 
     async def go() -> Erasure:
         async with connected(options.nats) as nc:
@@ -169,6 +190,7 @@ def people_forget(
         "services": erasure.answers,
         "waiting_for": erasure.waiting_for,
         "key_deleted": erasure.key_deleted,
+        "key_found": erasure.key_found,
     }
     if erasure.waiting_for:
         fail(
@@ -186,10 +208,16 @@ def people_forget(
             kept = ", ".join(f"{n} {kind}" for kind, n in answer.get("kept", {}).items())
             line = f"{service}: erased {erased or 'nothing held'}"
             console.print(line + (f"; kept as the law requires: {kept}" if kept else ""))
-        console.print(
-            "Their key is deleted: no fact in any stream can be read for them again, "
-            "and a replay or rebuild finds them erased."
-        )
+        if erasure.key_found:
+            console.print(
+                "Their key is deleted: no fact in any stream can be read for them again, "
+                "and a replay or rebuild finds them erased."
+            )
+        else:
+            console.print(
+                "No key was held for this address: no fact named them, or "
+                "VESTRY_PERSON_KEY_SECRET here differs from the services' (it must be the same)."
+            )
 
     emit(options, result, render)
 

@@ -39,10 +39,12 @@ from nats.aio.msg import Msg
 from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts.system_v1 import SERVICES, health_subject
+from kernel.personal import KEYS_STREAM
 from kernel.runtime import Service
 from kernel.settings import Settings
 from kernel.streams import (
     DLQ_STREAM,
+    PEOPLE_STREAM,
     STREAMS,
     ConsumerSpec,
     ensure_consumer,
@@ -148,7 +150,7 @@ async def test_a_password_changes_with_a_reload(cluster: Cluster) -> None:
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
             )
-        except nats.errors.Error:
+        except (nats.errors.Error, OSError):  # refused, or the node closed the socket on it
             return True
         await client.close()
         return False
@@ -218,9 +220,9 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
         ojs = observer.jetstream(timeout=5)
         assert await settled("streams listed", ojs.streams_info, NOT_THERE_YET) == []
 
-        # The events service creates its own stream and the DLQ, as it does at start ...
+        # The events service creates its own stream, PEOPLE and the DLQ, as it does at start ...
         ejs = events.jetstream(timeout=5)
-        assert [s.name for s in streams_of("events")] == ["EVENTS", DLQ_STREAM]
+        assert [s.name for s in streams_of("events")] == ["EVENTS", PEOPLE_STREAM, DLQ_STREAM]
         await declare(ejs, "events", events_errors)
         # ... and its durable on SUBSCRIPTIONS waits for that stream's owner: the
         # request is allowed and answered "not found", not refused.
@@ -392,7 +394,8 @@ async def test_each_service_starts_as_its_own_user(
         async with connected(cluster, "observer") as observer:
             ojs = observer.jetstream(timeout=5)
             names = {s.config.name: s for s in await ojs.streams_info()}
-            assert set(names) == {spec.name for spec in STREAMS}
+            # Every stream, and the person keys the services' keyrings declare.
+            assert set(names) == {spec.name for spec in STREAMS} | {KEYS_STREAM}
             assert all(s.config.num_replicas == REPLICAS for s in names.values())
             # Each durable exists once its stream does: declare again what waited.
             for built in started:

@@ -13,9 +13,11 @@ other; no service may update, purge or delete a stream (a create of one that exi
 with another configuration is the server's to refuse); the operators are split into
 an observer that looks and an operator that acts through the services, which do the
 JetStream work with their own users (replay, redrive, rebuild) without a refusal;
-OPS can be neither purged, deleted nor changed, by anyone.
+OPS can be neither purged, deleted nor changed, by anyone. A person is erased and
+exported by the operator only: the observer may neither delete a person's key, ask
+for an erasure nor export a person, and may not read a key.
 
-Two gaps NATS permissions cannot close are written down as strict xfails at the end.
+One gap NATS permissions cannot close is written down as a strict xfail at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -32,13 +35,18 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
+from contracts.people_v1 import EXPORT_COMMANDS, HOLDERS, PersonErasureRequested
 from contracts.subscriptions_v1 import ListMembers
 from contracts.system_v1 import SERVICES, HealthReport, health_subject
-from kernel.streams import DLQ_STREAM, STREAMS, ConsumerSpec, ensure_consumer
+from kernel.personal import KEY_SUBJECT, KEYS_STREAM, SHREDDED_SUBJECT, Keyring, person_id
+from kernel.settings import Settings
+from kernel.streams import DLQ_STREAM, PEOPLE_STREAM, STREAMS, ConsumerSpec, ensure_consumer
 from tests.conftest import Mailbox, eventually
 from tests.deploy_support import (
     NOT_THERE_YET,
+    REPLICAS,
     Cluster,
     ask,
     connected,
@@ -178,7 +186,8 @@ async def test_nobody_reads_another_users_replies(cluster: Cluster) -> None:
 async def test_a_service_may_not_change_purge_or_delete_a_stream(cluster: Cluster) -> None:
     """The events user tries to shrink the DLQ to one message (destroying a dead letter),
     to change its own stream, and to make the DLQ capture the subscriptions service's
-    commands; then to purge or delete streams and messages. Each service user tries the
+    commands; then to purge or delete streams and messages (a person's key among them:
+    erasure is the operator's), and to change PERSON_KEYS. Each service user tries the
     same on its own stream and the DLQ. All refused: the dead letter stays, the streams
     keep their configuration, and a command still reaches its service."""
     await declare_as_admin(cluster)
@@ -217,9 +226,12 @@ async def test_a_service_may_not_change_purge_or_delete_a_stream(cluster: Cluste
         destroy = [
             f"$JS.API.STREAM.{action}.{name}"
             for action in ("PURGE", "DELETE")
-            for name in (*(spec.name for spec in STREAMS), OPS_STREAM)
+            for name in (*(spec.name for spec in STREAMS), OPS_STREAM, KEYS_STREAM)
         ]
-        destroy += [f"$JS.API.STREAM.MSG.DELETE.{name}" for name in ("EVENTS", OPS_STREAM)]
+        destroy += [
+            f"$JS.API.STREAM.MSG.DELETE.{name}" for name in ("EVENTS", OPS_STREAM, KEYS_STREAM)
+        ]
+        destroy.append(f"$JS.API.STREAM.UPDATE.{KEYS_STREAM}")  # new limits could drop keys
         await refused(*(ask(events, subject, b"{}") for subject in destroy))
         # Every service user, on its own stream and the DLQ.
         others = {"subscriptions": subs, "notifications": notifications}
@@ -417,15 +429,165 @@ async def test_operators_look_and_act_through_the_cli(
     assert violations == [], violations  # the services did it all with their own rights
 
 
+# People: erasure, subject access and the person keys
+
+
+PERSON = "jo.bloggs@bury.example.gov.uk"
+
+
+async def test_the_observer_may_not_erase_a_person_or_read_their_key(cluster: Cluster) -> None:
+    """A person's key is in PERSON_KEYS, made as a service makes it. The observer tries
+    to delete it (an erasure no service was asked for, recorded nowhere), to ask every
+    service for an erasure, to put another key in its place, to tell the services the key
+    is gone, to read it by sequence or through a tail of PERSON_KEYS, and to export the
+    person from each service: all refused. The key is still there and PEOPLE holds no
+    request; the operator, who erases, may delete it."""
+    await declare_as_admin(cluster)
+    errors: list[str] = []
+    async with AsyncExitStack() as clients:
+        events = await clients.enter_async_context(connected(cluster, "events"))
+        observer = await clients.enter_async_context(connected(cluster, "observer", errors))
+        operator = await clients.enter_async_context(connected(cluster, "operator"))
+        keyring = Keyring(events.jetstream(timeout=5), secret="s" * 32)
+        pid = keyring.person_id(PERSON)
+        key = await settled(
+            "a person's key", lambda: keyring.key_for(pid, create=True), NOT_THERE_YET
+        )
+        ojs = operator.jetstream(timeout=5)
+        stored = await settled(
+            "the key read back",
+            lambda: ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}"),
+            NOT_THERE_YET,
+        )
+        assert stored.data == key
+        tail = ConsumerConfig(
+            name="tail-0a1b2c3d4e",
+            ack_policy=AckPolicy.NONE,
+            filter_subject=f"{KEY_SUBJECT}.>",
+            mem_storage=True,
+            inactive_threshold=30.0,
+        )
+        attempts = [
+            (f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}", json.dumps({"seq": stored.seq})),
+            (PersonErasureRequested.SUBJECT, "{}"),
+            (f"{KEY_SUBJECT}.{pid}", "another key"),
+            (f"{SHREDDED_SUBJECT}.{pid}", ""),
+            (
+                f"$JS.API.STREAM.MSG.GET.{KEYS_STREAM}",
+                json.dumps({"last_by_subj": f"{KEY_SUBJECT}.{pid}"}),
+            ),
+            (
+                f"$JS.API.CONSUMER.CREATE.{KEYS_STREAM}.{tail.name}.{KEY_SUBJECT}.>",
+                json.dumps({"stream_name": KEYS_STREAM, "config": tail.as_dict()}),
+            ),
+            *(
+                (command.SUBJECT, json.dumps({"email": PERSON}))
+                for command in EXPORT_COMMANDS.values()
+            ),
+        ]
+        await refused(*(ask(observer, subject, body.encode()) for subject, body in attempts))
+        await denials(errors, [subject for subject, _ in attempts])
+
+        kept = await ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}")
+        assert kept.seq == stored.seq and kept.data == key
+        assert (await stream_info(ojs, PEOPLE_STREAM)).state.messages == 0
+        assert {c.name for c in await ojs.consumers_info(KEYS_STREAM)} == set()
+        # The operator may: JetStream erases the message (its bytes overwritten).
+        assert await ojs.delete_msg(KEYS_STREAM, stored.seq)
+        with pytest.raises(NotFoundError):
+            await ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}")
+
+
+async def _people_cli(cluster: Cluster, user: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    """`vestry --json people ...` as ``user``, with operator.env's stream settings: the
+    copies and dedupe window the services declare PEOPLE with (here the test's)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vestry",
+        "--json",
+        "people",
+        *args,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(cwd),
+            "COLUMNS": "200",
+            "VESTRY_NATS_URL": ",".join(cluster.urls(user)),
+            "VESTRY_STREAM_REPLICAS": str(REPLICAS),
+            "VESTRY_DUPLICATE_WINDOW_S": "120",
+        },
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    except TimeoutError:
+        process.kill()
+        pytest.fail(f"vestry people {' '.join(args)} as {user}: still running after 120s")
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_operator_erases_and_exports_a_person_through_the_services(
+    cluster: Cluster, tmp_path: Path, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The services run as their users; a member joins, naming its billing contact,
+    whose key the subscriptions service makes. The observer may neither export nor
+    erase them: refused at once, naming the refusal. The operator exports them, then
+    erases them: each service answers, with its own user's rights, the key is gone and
+    the erasure is in OPS, without a refusal anywhere."""
+    caplog.set_level(logging.INFO)
+    await declare_as_admin(cluster)
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    async with services_running(cluster, tmp_path / "services", smtp_port=mailbox.port):
+        code, out, err = await vestry(
+            cluster, "operator", "--json", "members", "add", "--name", "Bury Council",
+            "--tier", "district", "--email", PERSON, cwd=cli,
+        )  # fmt: skip
+        assert code == 0, out + err
+        async with connected(cluster, "operator") as operator:
+            ojs = operator.jetstream(timeout=5)
+            # The services' key and the CLI's: the default, as neither sets another.
+            pid = person_id(Settings.model_fields["person_key_secret"].default, PERSON)
+            await settled(
+                "the billing contact's key",
+                lambda: ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}"),
+                (NotFoundError, *NOT_THERE_YET),
+            )
+
+            refusals = await asyncio.gather(
+                _people_cli(cluster, "observer", "export", PERSON, cwd=cli),
+                _people_cli(cluster, "observer", "forget", PERSON, "--yes", cwd=cli),
+            )
+            for code, out, err in refusals:
+                assert code == 2 and "NATS refused this user" in out + err, out + err
+
+            code, out, err = await _people_cli(cluster, "operator", "export", PERSON, cwd=cli)
+            assert code == 0, out + err
+            assert set(json.loads(out)["services"]) == set(HOLDERS)
+            code, out, err = await _people_cli(
+                cluster, "operator", "forget", PERSON, "--yes", "--timeout", "60", cwd=cli
+            )
+            assert code == 0, out + err
+            erased = json.loads(out)
+            assert set(erased["services"]) == set(HOLDERS) and erased["key_deleted"], erased
+            with pytest.raises(NotFoundError):
+                await ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}")
+            record = await ojs.get_last_msg(OPS_STREAM, "ops.action.forget")
+            assert json.loads(record.data or b"{}")["filters"] == {
+                "erasure_id": erased["erasure_id"]
+            }
+    violations = [
+        r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()
+    ]
+    assert violations == [], violations  # the services did their part with their own rights
+
+
 # What NATS permissions cannot close (deploy/README.md, "What the permissions do not stop")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="allow_responses lets a service answer to whatever reply subject a request "
-    "names: the web user can steer the events service's answer into a stream. The fix "
-    "belongs to the services: answer only replies under _INBOX_.",
-)
 async def test_a_request_cannot_steer_a_services_answer_into_a_stream(
     cluster: Cluster, tmp_path: Path, mailbox: Mailbox
 ) -> None:
@@ -478,3 +640,25 @@ async def test_a_tail_cannot_push_a_stream_into_a_service(cluster: Cluster, tmp_
             return  # refused: the gap is closed
         await asyncio.sleep(1)
         assert pushed == []
+
+
+async def test_a_service_cannot_replace_a_persons_key(cluster: Cluster) -> None:
+    await declare_as_admin(cluster)
+    async with (
+        connected(cluster, "notifications") as notifications,
+        connected(cluster, "events") as events,
+    ):
+        njs = notifications.jetstream(timeout=5)
+        keyring = Keyring(njs, secret="s" * 32)
+        pid = keyring.person_id(PERSON)
+        key = await settled(
+            "a person's key", lambda: keyring.key_for(pid, create=True), NOT_THERE_YET
+        )
+        try:
+            await events.jetstream(timeout=5).publish(
+                f"{KEY_SUBJECT}.{pid}", b"k" * 32, stream=KEYS_STREAM
+            )
+        except nats.errors.Error:
+            return  # refused: the gap is closed
+        stored = await njs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}")
+        assert stored.data == key

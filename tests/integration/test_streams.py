@@ -5,7 +5,14 @@ from __future__ import annotations
 from nats.aio.client import Client
 from nats.js.api import StorageType
 
-from kernel.streams import STREAMS, ConsumerSpec, ensure_consumer, ensure_streams, streams_of
+from kernel.streams import (
+    PEOPLE_STREAM,
+    STREAMS,
+    ConsumerSpec,
+    ensure_consumer,
+    ensure_streams,
+    streams_of,
+)
 
 
 async def test_declaring_twice_keeps_messages_and_sets_storage_and_dedupe(nc: Client) -> None:
@@ -25,13 +32,15 @@ async def test_declaring_twice_keeps_messages_and_sets_storage_and_dedupe(nc: Cl
     assert again.duplicate
 
 
-async def test_a_service_declares_only_its_own_stream_and_the_dlq(nc: Client) -> None:
+async def test_a_service_declares_only_its_own_stream_people_and_the_dlq(nc: Client) -> None:
+    """A holder of personal data declares its own stream, PEOPLE (the erasure requests it
+    consumes) and the DLQ; a service that holds none, the DLQ only."""
     js = nc.jetstream()
     await ensure_streams(js, duplicate_window_s=600, streams=streams_of("events"))
     names = {info.config.name for info in await js.streams_info()}
-    assert names == {"EVENTS", "DLQ"}
+    assert names == {"EVENTS", PEOPLE_STREAM, "DLQ"}
     assert {spec.name for spec in streams_of("probe")} == {"DLQ"}
-    assert len(STREAMS) == 4
+    assert len(STREAMS) == 5
 
 
 async def test_a_changed_consumer_definition_is_applied_to_the_existing_durable(nc: Client) -> None:

@@ -2,11 +2,12 @@
 (`-t`, test and exit), the nodes are distinct and routed to each other, every password
 is a bcrypt hash and no plain one is in a config, each user reads only its own inbox,
 the service users' permissions are exactly what the code declares, publishes and
-consumes (and nothing of another's durable), the operators are split into one that
-looks and one that acts, nobody may update, purge or delete a stream but as the admin
-declares them, the web user may send only the commands the site's pages send, the env
-examples name real settings and log in as the right user, and the systemd units start
-the right thing.
+consumes (and nothing of another's durable), the person keys are created and read by
+the services and deleted by the operator only, the operators are split into one that
+looks and one that acts (and erases and exports people), nobody may update, purge or
+delete a stream but as the admin declares them, the web user may send only the
+commands the site's pages send, the env examples name real settings and log in as the
+right user, and the systemd units start the right thing.
 
 What these files say is checked against a real three-node cluster in
 tests/integration/test_deploy_cluster.py and test_deploy_permissions.py.
@@ -14,6 +15,7 @@ tests/integration/test_deploy_cluster.py and test_deploy_permissions.py.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import shutil
@@ -22,11 +24,15 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
+from contracts.people_v1 import ERASED_FACTS, EXPORT_COMMANDS, HOLDERS, PersonErasureRequested
 from contracts.system_v1 import DOORS, SERVICES, health_subject
 from kernel import production
+from kernel.personal import KEY_SUBJECT, KEYS_STREAM, SHREDDED_SUBJECT, ensure_keys_stream
 from kernel.settings import Settings, inbox_prefix
-from kernel.streams import DLQ_PREFIX, DLQ_STREAM, STREAMS, streams_of
+from kernel.streams import DLQ_PREFIX, DLQ_STREAM, PEOPLE_STREAM, STREAMS, streams_of
 from services.web.settings import WebSettings
 from tests.deploy_support import (
     CLIENTS,
@@ -210,16 +216,25 @@ def test_each_client_takes_its_replies_under_its_own_inbox(user: str) -> None:
 # Services
 
 
-def test_every_stream_has_one_owner_that_declares_it() -> None:
-    """A consumer waits for its stream's owner: an unowned stream would be waited for forever."""
+def test_every_stream_has_one_owner_that_declares_it(tmp_path: Path) -> None:
+    """A consumer waits for its stream's owner: an unowned stream would be waited for forever.
+    The shared streams are declared by each service that uses them: the DLQ by every
+    service, PEOPLE (and, through its keyring, PERSON_KEYS) by every holder of personal
+    data, each of which consumes PEOPLE."""
+    assert set(HOLDERS) == set(SERVICES)
     declared = {service: [spec.name for spec in streams_of(service)] for service in SERVICES}
     for service, names in declared.items():
-        assert names == [service.upper(), DLQ_STREAM], f"{service} declares {names}"
+        assert sorted(names) == sorted([service.upper(), PEOPLE_STREAM, DLQ_STREAM]), (
+            f"{service} declares {names}"
+        )
+        assert PEOPLE_STREAM in consumed_streams(service, tmp_path / service)
     owners = {
         spec.name: [s for s, names in declared.items() if spec.name in names] for spec in STREAMS
     }
     assert owners.pop(DLQ_STREAM) == list(SERVICES)
+    assert owners.pop(PEOPLE_STREAM) == list(SERVICES)
     assert all(len(services) == 1 for services in owners.values()), owners
+    assert KEYS_STREAM not in {spec.name for spec in STREAMS}  # the keyring's own
 
 
 def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
@@ -227,10 +242,20 @@ def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
     own = service.upper()
     facts = {s for spec in STREAMS if spec.name == own for s in spec.subjects}
     publish = facts | {f"{DLQ_PREFIX}.{service}.>", "_VESTRY.progress.*"}
-    # kernel/streams.ensure_streams: its own stream and the DLQ, created if absent.
-    publish |= {f"$JS.API.STREAM.{a}.{s}" for s in (own, DLQ_STREAM) for a in ("INFO", "CREATE")}
+    subscribe = {f"{service}.cmd.>", f"_INBOX_{service}.>"}
+    # kernel/streams.ensure_streams: its own stream, the DLQ and, for a holder of
+    # personal data, PEOPLE (streams_of), created if absent.
+    declared = [spec.name for spec in streams_of(service)]
+    publish |= {f"$JS.API.STREAM.{a}.{s}" for s in declared for a in ("INFO", "CREATE")}
     # kernel/redrive.py: read a dead letter, remove it once it is handled.
     publish |= {f"$JS.API.STREAM.MSG.{a}.{DLQ_STREAM}" for a in ("GET", "DELETE")}
+    if service in HOLDERS:
+        # kernel/personal.Keyring: its stream created if absent; a key created (a
+        # publish expecting an empty subject) and read; erasures heard, to drop a key
+        # from the cache. No delete: erasure is the operator's.
+        publish |= {f"$JS.API.STREAM.{a}.{KEYS_STREAM}" for a in ("INFO", "CREATE")}
+        publish |= {f"{KEY_SUBJECT}.*", f"$JS.API.STREAM.MSG.GET.{KEYS_STREAM}"}
+        subscribe.add(f"{SHREDDED_SUBJECT}.*")
     deny = set()
     everyone = durables(tmp_path / "durables")
     for stream in consumed_streams(service, tmp_path / service):
@@ -253,11 +278,7 @@ def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
                     f"$JS.API.CONSUMER.*.{stream}.{other}.>",
                     f"$JS.API.CONSUMER.*.*.{stream}.{other}",
                 }
-    return {
-        "publish": publish,
-        "publish_deny": deny,
-        "subscribe": {f"{service}.cmd.>", f"_INBOX_{service}.>"},
-    }
+    return {"publish": publish, "publish_deny": deny, "subscribe": subscribe}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -276,20 +297,30 @@ def test_service_user_allows_exactly_what_its_code_uses(service: str, tmp_path: 
         # ... no other service's commands, to send or to receive ...
         assert not may_publish(service, f"{other}.cmd.run_invoicing")
         assert may_subscribe(service, f"{other}.cmd.x") == (other == service)
+    # ... person keys made and read, never erased, nor an erasure asked for or announced.
+    pid = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+    assert may_publish(service, f"{KEY_SUBJECT}.{pid}")
+    assert may_publish(service, f"$JS.API.STREAM.MSG.GET.{KEYS_STREAM}")
+    assert may_subscribe(service, f"{SHREDDED_SUBJECT}.{pid}")
+    assert not may_publish(service, f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}")
+    assert not may_publish(service, f"{SHREDDED_SUBJECT}.{pid}")
+    assert not may_publish(service, PersonErasureRequested.SUBJECT)
 
 
 @pytest.mark.parametrize("user", USERS[:-1])
 def test_nobody_updates_purges_or_deletes_a_stream_but_as_the_admin_declares(user: str) -> None:
-    for spec in (*STREAMS, OPS_STREAM):
+    for spec in (*STREAMS, OPS_STREAM, KEYS_STREAM):
         name = spec if isinstance(spec, str) else spec.name
         assert may_publish(user, f"$JS.API.STREAM.UPDATE.{name}") == (
-            user == "admin" and name != OPS_STREAM
+            user == "admin" and name not in (OPS_STREAM, KEYS_STREAM)
         ), (user, name)
         for action in ("PURGE", "DELETE"):
             assert not may_publish(user, f"$JS.API.STREAM.{action}.{name}"), (user, name)
-        # Messages: dead letters leave the DLQ (redrive, purge); nothing else is deleted.
+        # Messages: dead letters leave the DLQ (redrive, purge) and a person's key leaves
+        # PERSON_KEYS when they are erased (the operator); nothing else is deleted.
         assert may_publish(user, f"$JS.API.STREAM.MSG.DELETE.{name}") == (
-            name == DLQ_STREAM and user in (*SERVICES, "operator")
+            (name == DLQ_STREAM and user in (*SERVICES, "operator"))
+            or (name == KEYS_STREAM and user == "operator")
         ), (user, name)
     for subject in ("$JS.API.STREAM.CREATE.X", "$JS.API.ACCOUNT.PURGE.VESTRY", "$SYS.REQ.X"):
         assert not may_publish(user, subject), (user, subject)
@@ -337,6 +368,22 @@ def test_web_user_sends_only_the_commands_the_site_sends() -> None:
 # Operators and the admin
 
 
+# `vestry people forget` (vestry/cli_people.py): PEOPLE and the keys' stream created if
+# absent (their info: STREAM.INFO.*), the request sealed under the person's key (read
+# with STREAM.MSG.GET.*, created if need be) and stored, then, once every holder has
+# answered, the key deleted (secure erase) and the holders' keyrings told.
+FORGET_PUBLISHES = {
+    f"$JS.API.STREAM.CREATE.{PEOPLE_STREAM}",
+    f"$JS.API.STREAM.CREATE.{KEYS_STREAM}",
+    f"{KEY_SUBJECT}.*",
+    PersonErasureRequested.SUBJECT,
+    f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}",
+    f"{SHREDDED_SUBJECT}.*",
+}
+# ... hearing each holder's answer, and its own keyring's notices.
+FORGET_SUBSCRIBES = {fact.SUBJECT for fact in ERASED_FACTS.values()} | {f"{SHREDDED_SUBJECT}.*"}
+
+
 def test_the_operator_acts_through_the_services() -> None:
     allowed = permissions("operator")
     assert allowed["publish"] == {
@@ -349,14 +396,31 @@ def test_the_operator_acts_through_the_services() -> None:
         "$JS.API.STREAM.MSG.GET.*",
         "$JS.API.STREAM.MSG.DELETE.DLQ",
         "ops.action.*",
+        *FORGET_PUBLISHES,
     }, sorted(allowed["publish"])
-    assert allowed["subscribe"] == {"_INBOX_operator.>", "_VESTRY.progress.*"}
+    assert allowed["subscribe"] == {
+        "_INBOX_operator.>",
+        "_VESTRY.progress.*",
+        *FORGET_SUBSCRIBES,
+    }, sorted(allowed["subscribe"])
     assert "allow_responses" not in user_block("operator")
     assert not any(
         may_publish("operator", f"$JS.API.CONSUMER.CREATE.EVENTS.x{t}") for t in ("", ".>")
     )
     assert not may_publish("operator", f"$JS.API.STREAM.MSG.DELETE.{OPS_STREAM}")
-    assert [s for s in OPS_SUBJECTS if may_publish("operator", s.replace("*", "replay"))]
+    assert [s for s in OPS_SUBJECTS if may_publish("operator", s.replace("*", "forget"))]
+    # `vestry people`: forget as above, export through each holder's command.
+    for subject in (
+        f"$JS.API.STREAM.INFO.{PEOPLE_STREAM}",
+        f"$JS.API.STREAM.INFO.{KEYS_STREAM}",
+        f"$JS.API.STREAM.MSG.GET.{KEYS_STREAM}",
+        *(command.SUBJECT for command in EXPORT_COMMANDS.values()),
+    ):
+        assert may_publish("operator", subject), subject
+    assert set(EXPORT_COMMANDS) == set(HOLDERS) == set(ERASED_FACTS)
+    # Only the request: no other subject of PEOPLE, nor a holder's answer.
+    assert not may_publish("operator", "people.erasure.cancelled")
+    assert not any(may_publish("operator", fact.SUBJECT) for fact in ERASED_FACTS.values())
 
 
 def test_the_observer_only_looks(tmp_path: Path) -> None:
@@ -386,8 +450,23 @@ def test_the_observer_only_looks(tmp_path: Path) -> None:
         "$JS.API.STREAM.MSG.DELETE.DLQ",
         "$JS.ACK.EVENTS.tail-0a1b2c3d4e.1.1.1.1.0",
         "$JS.API.CONSUMER.CREATE.EVENTS.tail-0a1b2c3d4e",  # no filter: not a tail
+        # no erasure and no export (an export is a person's data) ...
+        PersonErasureRequested.SUBJECT,
+        *(command.SUBJECT for command in EXPORT_COMMANDS.values()),
+        f"{KEY_SUBJECT}.0a1b2c3d4e",
+        f"{SHREDDED_SUBJECT}.0a1b2c3d4e",
+        f"$JS.API.STREAM.MSG.DELETE.{KEYS_STREAM}",
+        f"$JS.API.STREAM.CREATE.{PEOPLE_STREAM}",
+        # ... and no person key read, by message or by tail: with the keys, every
+        # personal field in the streams it reads would open
+        f"$JS.API.STREAM.MSG.GET.{KEYS_STREAM}",
+        f"$JS.API.DIRECT.GET.{KEYS_STREAM}",
+        f"$JS.API.DIRECT.GET.{KEYS_STREAM}.{KEY_SUBJECT}.0a1b2c3d4e",
+        f"$JS.API.CONSUMER.CREATE.{KEYS_STREAM}.tail-0a1b2c3d4e.{KEY_SUBJECT}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{KEYS_STREAM}.tail-0a1b2c3d4e",
     ):
         assert not may_publish("observer", subject), subject
+    assert may_publish("observer", f"$JS.API.STREAM.INFO.{KEYS_STREAM}")  # how many, no more
     assert {d for d, _ in durables(tmp_path).items()} == {
         token for subject in allowed["publish_deny"] for token in subject.split(".") if "-" in token
     }
@@ -400,6 +479,8 @@ def test_the_admin_only_declares_streams() -> None:
         *(f"$JS.API.STREAM.{a}.{s}" for s in streams for a in ("INFO", "CREATE", "UPDATE")),
         f"$JS.API.STREAM.INFO.{OPS_STREAM}",
         f"$JS.API.STREAM.CREATE.{OPS_STREAM}",
+        f"$JS.API.STREAM.INFO.{KEYS_STREAM}",
+        f"$JS.API.STREAM.CREATE.{KEYS_STREAM}",
     }
     assert allowed["subscribe"] == {"_INBOX_admin.>"}
 
@@ -416,6 +497,36 @@ def test_the_admin_declares_ops_append_only() -> None:
     ops = _declare_streams_script().ops_config(3)
     assert ops.name == OPS_STREAM and ops.subjects == OPS_SUBJECTS
     assert ops.deny_delete and ops.deny_purge and ops.num_replicas == 3
+
+
+class _Recorder:
+    """Stands in for JetStream: no stream there, and the one created kept."""
+
+    def __init__(self) -> None:
+        self.created: list[StreamConfig] = []
+
+    async def stream_info(self, name: str) -> None:
+        raise NotFoundError
+
+    async def add_stream(self, config: StreamConfig) -> None:
+        self.created.append(config)
+
+
+def test_the_admin_declares_the_person_keys_as_the_services_do() -> None:
+    """The admin creates PERSON_KEYS with the services' own declaration and checks an
+    existing one against the same configuration: one message (key) per person, in
+    files, readable from any replica."""
+    script = _declare_streams_script()
+    recorder = _Recorder()
+    asyncio.run(ensure_keys_stream(recorder, replicas=3))  # type: ignore[arg-type]
+    [created] = recorder.created
+    wanted = script.keys_config(3)
+    assert created == wanted
+    assert wanted.max_msgs_per_subject == 1 and wanted.allow_direct
+    assert wanted.storage == "file" and wanted.num_replicas == 3
+    assert script.keys_differences(created, wanted) == []
+    changed = StreamConfig.from_response({**wanted.as_dict(), "max_msgs_per_subject": 2})
+    assert script.keys_differences(changed, wanted) == ["max_msgs_per_subject"]
 
 
 # The env examples and the units
@@ -451,6 +562,23 @@ def test_cli_env_examples(user: str) -> None:
     assert set(env) <= _setting_names(), sorted(set(env) - _setting_names())
     _logs_in_as(user, env)
     assert Settings(**{k.removeprefix("VESTRY_").lower(): v for k, v in env.items()})
+
+
+def test_the_person_key_secret_is_where_people_are_sealed_and_erased() -> None:
+    """Every holder seals and opens with it (kernel/production checks it for each) and
+    the operator's CLI erases with it: the same variable in each of their examples, as
+    an example value that production refuses, and in no one else's."""
+    variable = "VESTRY_PERSON_KEY_SECRET"
+    assert variable in _setting_names()
+    for name in (*SERVICES, *DOORS, *OPERATORS, "admin"):
+        env = read_env(ENV_DIR / f"{name}.env.example")
+        wanted = name in HOLDERS or name == "operator"
+        assert (variable in env) == wanted, name
+        if wanted:
+            assert production.is_example(env[variable]), name
+            assert env[variable] == Settings.model_fields["person_key_secret"].default
+        if name in HOLDERS:
+            assert "person_key_secret" in production.KEYS_OF[name], name
 
 
 def test_web_env_example() -> None:
@@ -495,9 +623,10 @@ def _setting_names() -> set[str]:
 
 
 def test_every_service_keeps_three_copies_of_its_streams() -> None:
-    """One copy per node; the same in every service, as each one declares the DLQ, and
-    in the admin's environment, which declares them all."""
-    for name in (*SERVICES, "admin"):
+    """One copy per node; the same in every service, as each one declares the DLQ and
+    PEOPLE, in the operator's, whose `vestry people forget` declares PEOPLE too, and in
+    the admin's environment, which declares them all."""
+    for name in (*SERVICES, "admin", "operator"):
         env = read_env(ENV_DIR / f"{name}.env.example")
         assert env.get("VESTRY_STREAM_REPLICAS") == str(len(NODES)), name
         assert Settings(stream_replicas=env["VESTRY_STREAM_REPLICAS"]).stream_replicas == 3

@@ -1,7 +1,8 @@
 """No example secret in production: with VESTRY_ENV=production every service and the
 site refuse to start, naming each problem, on the deploy examples as shipped, a key
-that is missing, an example or short, or plain-text SMTP to another host; the same
-settings start in development, and `vestry dev` stays development."""
+that is missing, an example or short (every service's person-key secret included), or
+plain-text SMTP to another host; the same settings start in development, and `vestry
+dev` stays development."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def production_settings(**overrides: Any) -> Settings:
         "unsubscribe_secret": KEY,
         "link_secret": KEY.replace("k", "l"),
         "contact_id_secret": KEY.replace("k", "c"),
+        "person_key_secret": KEY.replace("k", "p"),
         "smtp_host": "smtp.example.org",
         "smtp_starttls": True,
     }
@@ -68,6 +70,7 @@ def test_each_service_refuses_its_example_environment(service: str) -> None:
     assert any(p.startswith("VESTRY_NATS_URL:") and f"user '{service}'" in p for p in found)
     assert any(p.startswith(f"VESTRY_{service.upper()}_DB:") for p in found)
     assert len([p for p in found if p.startswith("VESTRY_NATS_URL")]) == 1  # once, not per node
+    assert "VESTRY_PERSON_KEY_SECRET is the example value" in " ".join(found)
 
 
 def test_notifications_names_every_example_key_and_credential() -> None:
@@ -82,6 +85,7 @@ def test_notifications_names_every_example_key_and_credential() -> None:
         "VESTRY_UNSUBSCRIBE_SECRET",
         "VESTRY_LINK_SECRET",
         "VESTRY_CONTACT_ID_SECRET",
+        "VESTRY_PERSON_KEY_SECRET",
         "VESTRY_SMTP_PASSWORD",
         "VESTRY_NOTIFY_API_KEY",
     }  # the example's SMTP uses STARTTLS: not a problem
@@ -150,7 +154,9 @@ def test_a_production_configuration_of_its_own_starts() -> None:
         ("short-but-random-9f3a", "is 21 characters long"),
     ],
 )
-@pytest.mark.parametrize("setting", ["unsubscribe_secret", "link_secret", "contact_id_secret"])
+@pytest.mark.parametrize(
+    "setting", ["unsubscribe_secret", "link_secret", "contact_id_secret", "person_key_secret"]
+)
 def test_a_missing_example_or_short_key_is_refused(setting: str, value: str, says: str) -> None:
     settings = production_settings(**{setting: value})
     (problem,) = production.check(settings, "notifications")
@@ -165,6 +171,13 @@ def test_each_process_checks_the_keys_it_uses() -> None:
     assert production.check(settings, "subscriptions") == []
     assert production.check(settings, "events") == []
     assert len(production.check(settings, "notifications")) == 3
+    # The person-key secret: every service that seals and opens personal fields.
+    shredding = production_settings(person_key_secret="change-me")
+    for service in SERVICES:
+        assert [p.split(" ")[0] for p in production.check(shredding, service)] == [
+            "VESTRY_PERSON_KEY_SECRET"
+        ], service
+    assert production.check(shredding, "web", keys={"VESTRY_WEB_COOKIE_SECRET": KEY}) == []
     web = production.check(settings, "web", keys={"VESTRY_WEB_COOKIE_SECRET": None})
     assert [problem.split(" ")[0] for problem in web] == [
         "VESTRY_UNSUBSCRIBE_SECRET",
@@ -290,6 +303,7 @@ def test_each_process_exits_non_zero_naming_the_problems(process: str, tmp_path:
     assert "Traceback" not in ran.stderr
     if process in ("notifications", "web"):
         assert "VESTRY_UNSUBSCRIBE_SECRET is the example value" in ran.stderr
+    assert ("VESTRY_PERSON_KEY_SECRET is the example value" in ran.stderr) == (process in SERVICES)
 
 
 def test_vestry_dev_runs_its_children_as_development(
