@@ -254,18 +254,22 @@ def _outcome(
         )
     error = attempt.error or attempt.outcome
     delivery.last_error = error
+    # A mail server names the address it refused; the log and the fact (kept in a
+    # stream for good and sealed for nobody) must not.
+    public_error = domain.without_addresses(error, [delivery.recipient]) or error
     tried = delivery.attempts - delivery.attempts_before_resend
     delay = domain.retry_delay(tried, delays) if attempt.outcome == "transient" else None
     if delay is not None:
         delivery.status = "pending"
         delivery.next_attempt_at = now + timedelta(seconds=delay)
-        log.warning("delivery %s failed (%s); next attempt in %.1fs", delivery.id, error, delay)
+        log.warning(
+            "delivery %s failed (%s); next attempt in %.1fs", delivery.id, public_error, delay
+        )
         return None
     delivery.status = "failed"
-    log.error("delivery %s given up after %d attempts: %s", delivery.id, delivery.attempts, error)
-    # A mail server names the address it refused; the fact, kept in a stream for good
-    # and sealed for nobody, must not.
-    public_error = domain.without_addresses(error, [delivery.recipient]) or error
+    log.error(
+        "delivery %s given up after %d attempts: %s", delivery.id, delivery.attempts, public_error
+    )
     return DeliveryFailed(
         delivery_id=delivery.id,
         cause_id=delivery.cause_id,

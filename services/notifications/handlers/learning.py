@@ -64,8 +64,9 @@ def booker_mobile(booker: Booker) -> str | None:
         return None
     try:
         return domain.normalise_mobile(booker.phone)
-    except domain.InvalidPhone as bad:
-        log.warning("booker %s: %s; no SMS", booker.email, bad)
+    except domain.InvalidPhone:
+        # The refusal quotes the number: it is personal data, and not for the log.
+        log.warning("a booker's mobile is not a valid number; no SMS")
         return None
 
 
