@@ -64,12 +64,24 @@ class Actor(BaseModel):
     )
 
 
+MESSAGE_ID_LENGTH = 64  # what the stores' outbox, inbox and answers keep
+
+
 class Envelope(BaseModel):
-    """What travels on the wire: identity, causality and the message body."""
+    """What travels on the wire: identity, causality and the message body.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Strict: a field of the wrong JSON type is refused, not coerced (``"version": "1"``,
+    a number for ``occurred_at``), so what the schema says is what is accepted.
+    """
 
-    id: str = Field(description="Unique message id; deterministic where a retry could recreate it.")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    id: str = Field(
+        min_length=1,
+        max_length=MESSAGE_ID_LENGTH,
+        description="Unique message id; deterministic where a retry could recreate it. A "
+        "command sent again with the same id is answered with its first answer.",
+    )
     type: str = Field(
         description="Message type, e.g. MembershipStarted.", examples=["MembershipStarted"]
     )
@@ -77,9 +89,16 @@ class Envelope(BaseModel):
     occurred_at: AwareDatetime = Field(
         description="When the fact happened or the command was made, UTC."
     )
-    correlation_id: str = Field(description="Id shared by every message of one piece of work.")
+    correlation_id: str = Field(
+        min_length=1,
+        max_length=MESSAGE_ID_LENGTH,
+        description="Id shared by every message of one piece of work; a command's reply "
+        "carries it back.",
+    )
     causation_id: str | None = Field(
-        default=None, description="Id of the message that caused this one, if any."
+        default=None,
+        max_length=MESSAGE_ID_LENGTH,
+        description="Id of the message that caused this one, if any.",
     )
     data: dict[str, Any] = Field(description="The message body, as the registered model dumps it.")
     # Inline, not a $ref: the Envelope's schema is copied into every message of the

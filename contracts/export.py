@@ -191,7 +191,12 @@ def _system_messages() -> dict[str, Any]:
                 "in `data`; `ok: false` carries `error` ({code, message, field}) and means "
                 "nothing was changed. Codes include invalid (the request or a field does not "
                 "validate; `field` names it), unsupported (another type or version than the "
-                "subject takes), conflict, not_found, busy and internal."
+                "subject takes), conflict, not_found, busy, too_large (the answer would not "
+                "fit in one message: ask for a page or a narrower query) and internal. "
+                "`request_id` and `correlation_id` are the answered envelope's. A command "
+                "sent again with the same envelope id is answered with the bytes of its "
+                "first answer and changes nothing, for as long as the service keeps answers "
+                "(a day by default)."
             ),
             "payload": {"$ref": _SCHEMAS + "Reply"},
         },

@@ -23,7 +23,8 @@ class CommandError(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str = Field(
-        description="Machine-readable reason: invalid, conflict, not_found, busy, …",
+        description="Machine-readable reason: invalid, conflict, not_found, busy, too_large "
+        "(the answer would not fit in one message: page or narrow the query), internal, …",
         examples=["invalid"],
     )
     message: str = Field(description="What went wrong, in words a person can act on.")
@@ -31,13 +32,32 @@ class CommandError(BaseModel):
 
 
 class Reply(BaseModel):
-    """Every command's answer: ``ok`` with ``data``, or not ok with ``error``."""
+    """Every command's answer: ``ok`` with ``data``, or not ok with ``error``.
+
+    Sent once per request, on its reply subject. A command sent again with the same
+    envelope id (a client retrying after a lost reply) is answered with the bytes of
+    its first answer and changes nothing, within the service's answer retention
+    (``VESTRY_COMMAND_ANSWER_RETENTION_S``); the same id with a different command is
+    refused ``conflict`` on ``id``. Not kept, so worked out afresh on a retry: a query's
+    answer, ``invalid`` and ``unsupported`` refusals of a request that did not validate,
+    ``too_large`` and ``internal``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ok: bool
     data: dict[str, Any] | None = None
     error: CommandError | None = None
+    request_id: str | None = Field(
+        default=None,
+        description="The id of the envelope this answers; absent when the request could not "
+        "be read far enough to find one.",
+    )
+    correlation_id: str | None = Field(
+        default=None,
+        description="The correlation id of the envelope this answers (the first request's, "
+        "when a retry is answered with the first answer); absent like request_id.",
+    )
 
 
 class ConsumerLag(BaseModel):

@@ -61,7 +61,7 @@ class FactConsumer:
         js: JetStreamContext,
         settings: Settings,
         on_commit: Callable[[], None] = lambda: None,
-        after_erasure: Callable[[], Awaitable[None]] | None = None,
+        after_erasure: Callable[[list[PersonErasureRequested]], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.spec = ConsumerSpec(
@@ -124,10 +124,11 @@ class FactConsumer:
         self.stats.skipped += outcome.skipped
         if outcome.published:
             self._on_commit()
-        if self._after_erasure is not None and any(
-            item.envelope.type == PersonErasureRequested.TYPE for item in ready
-        ):
-            await self._after_erasure()  # the erased rows' old bytes leave the store's files
+        erasures = [
+            item.message for item in ready if isinstance(item.message, PersonErasureRequested)
+        ]
+        if self._after_erasure is not None and erasures:
+            await self._after_erasure(erasures)  # the erased rows' old bytes leave the store
         for item in outcome.done:
             await _settle(item.origin.ack())
         for item, error in outcome.failed:

@@ -74,3 +74,17 @@ def create_kernel_tables() -> None:
         sa.Column("message_id", sa.String(64), primary_key=True),
         sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def create_answers_table() -> None:
+    """The record of each command's answer by envelope id (``kernel.store.answers_table``),
+    as every service's history adds it."""
+    op.create_table(
+        "answers",
+        sa.Column("scope", sa.String(200), primary_key=True),
+        sa.Column("message_id", sa.String(64), primary_key=True),
+        sa.Column("request_digest", sa.String(64), nullable=False),
+        sa.Column("reply", sa.LargeBinary, nullable=False),
+        sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_answers_answered_at", "answers", ["answered_at"])

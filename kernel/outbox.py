@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, Message
 from kernel import inbox
-from kernel.store import outbox_table
+from kernel.store import answers_table, outbox_table
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class OutboxRelay:
         max_backoff: float = 5.0,
         keep_sent_s: float | None = None,
         keep_handled_s: float | None = None,
+        keep_answers_s: float | None = None,
         tidy_every_s: float = 60.0,
     ) -> None:
         self._sessions = sessions
@@ -116,6 +117,7 @@ class OutboxRelay:
         self.published = 0
         self._keep_sent_s = keep_sent_s
         self._keep_handled_s = keep_handled_s
+        self._keep_answers_s = keep_answers_s
         self._tidy_every_s = tidy_every_s
         self._tidied_at = 0.0
 
@@ -148,17 +150,20 @@ class OutboxRelay:
             self._tidied_at = now
             await self.tidy()
 
-    async def tidy(self) -> tuple[int, int]:
-        """Delete outbox rows published longer ago than ``keep_sent_s`` and inbox rows
-        handled longer ago than ``keep_handled_s`` (None keeps them); returns the counts.
+    async def tidy(self) -> tuple[int, int, int]:
+        """Delete outbox rows published longer ago than ``keep_sent_s``, inbox rows
+        handled longer ago than ``keep_handled_s`` and command answers given longer ago
+        than ``keep_answers_s`` (None keeps them); returns the three counts.
 
         A published row is needed only until JetStream has it: its copy there is the
         fact, and JetStream drops a re-publication by id within its duplicate window,
         which ``keep_sent_s`` should exceed. An inbox row is what stops a replay
         applying a message twice, so it is kept for as far back as replays may reach.
+        An answer is what a client retrying a command gets instead of a second effect
+        (``kernel.commands``); past its retention the same id runs as a new command.
         """
         now = datetime.now(UTC)
-        sent = handled = 0
+        sent = handled = answered = 0
         async with self._sessions() as session, session.begin():
             if self._keep_sent_s is not None:
                 result = await session.execute(
@@ -171,7 +176,14 @@ class OutboxRelay:
                 handled = await inbox.forget_before(
                     session, now - timedelta(seconds=self._keep_handled_s)
                 )
-        return sent, handled
+            if self._keep_answers_s is not None:
+                result = await session.execute(
+                    delete(answers_table).where(
+                        answers_table.c.answered_at < now - timedelta(seconds=self._keep_answers_s)
+                    )
+                )
+                answered = result.rowcount or 0  # type: ignore[attr-defined]
+        return sent, handled, answered
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows and mark them sent; returns how many."""

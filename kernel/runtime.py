@@ -17,7 +17,7 @@ import nats
 import nats.errors
 from faststream import FastStream
 from faststream.exceptions import SkipMessage
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsResponse
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -120,19 +120,25 @@ class Service:
         """Answer ``model`` on its subject, shared by every replica (queue group)."""
 
         def register(handler: commands.CommandHandler) -> commands.CommandHandler:
-            async def endpoint(msg: NatsMessage) -> dict[str, Any]:
+            async def endpoint(msg: NatsMessage) -> NatsResponse:
                 _refuse_unless_answerable(msg)
-                reply = await commands.answer(
+                reply = await commands.answer_once(
                     msg.body,
                     model=model,
                     handler=handler,
                     sessions=self.sessions,
                     on_commit=self.wake_relay,
+                    max_payload=self.max_payload(),
                 )
-                return reply.model_dump(mode="json")
+                # The bytes as answer_once made them: a retry's answer is the first's, exactly.
+                return NatsResponse(reply, headers={"content-type": "application/json"})
 
             endpoint.__name__ = f"{self.name}_{model.TYPE}"
-            self.broker.subscriber(model.SUBJECT, queue=self.name, title=model.SUBJECT)(endpoint)
+            # The body left as bytes for answer_once to parse: FastStream's own JSON
+            # decoding raises RecursionError on deeply nested input, and no answer goes.
+            self.broker.subscriber(
+                model.SUBJECT, queue=self.name, title=model.SUBJECT, decoder=_undecoded
+            )(endpoint)
             return handler
 
         return register
@@ -152,6 +158,7 @@ class Service:
                 sessions=self.sessions,
                 on_commit=self.wake_relay,
                 max_batch=max_batch,
+                max_payload=self.max_payload,
             )
             return handler
 
@@ -234,6 +241,7 @@ class Service:
             poll_interval=self.settings.relay_poll_s,
             keep_sent_s=self.settings.outbox_retention_s,
             keep_handled_s=self.settings.inbox_retention_s,
+            keep_answers_s=self.settings.command_answer_retention_s,
         )
         await self._take_batched_commands()
         self.consumers = [
@@ -342,6 +350,11 @@ class Service:
             await self.stop_workers()
             await self.broker.stop()
             await self.close()
+
+    def max_payload(self) -> int | None:
+        """The most bytes a message may carry on this service's NATS servers (their
+        ``max_payload``), once connected."""
+        return self.nc.max_payload if self.nc is not None and self.nc.is_connected else None
 
     def wake_relay(self) -> None:
         if self.relay is not None:
@@ -468,6 +481,11 @@ async def _operate(
         failure = CommandError(code="internal", message=f"{model.__name__} failed: {error}")
         return Reply(ok=False, error=failure).model_dump(mode="json")
     return Reply(ok=True, data=result.model_dump(mode="json")).model_dump(mode="json")
+
+
+async def _undecoded(msg: NatsMessage) -> bytes:
+    """A command's body as it came: ``kernel.commands`` parses it."""
+    return msg.body
 
 
 async def _nobody(_reply: bytes) -> None:

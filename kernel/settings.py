@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Seconds the record of a handled message is kept; a replay reaching "
         "further back applies those messages again. None (the default) keeps them.",
     )
+    command_answer_retention_s: float | None = Field(
+        default=24 * 3600,
+        description="Seconds a command's answer is kept by its envelope id, so that a client "
+        "retrying with the same id gets the first answer and changes nothing; after it, the "
+        "same id runs as a new command. None keeps them.",
+    )
     relay_poll_s: float = Field(
         default=0.5, description="How often the relay looks for unsent facts."
     )

@@ -1,13 +1,14 @@
-"""The store's engine and the kernel's own tables (outbox and inbox), present in every service's store."""
+"""The store's engine and the kernel's own tables (outbox, inbox and answers), present in every service's store."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -19,8 +20,10 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    delete,
     event,
     make_url,
+    select,
 )
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -49,6 +52,19 @@ inbox_table = Table(
     Column("scope", String(100), primary_key=True),
     Column("message_id", String(64), primary_key=True),
     Column("handled_at", DateTime(timezone=True), nullable=False),
+)
+
+# What each command was answered, by its envelope id, so that a retry is answered the
+# same (kernel.commands); kept for ``command_answer_retention_s``.
+answers_table = Table(
+    "answers",
+    kernel_metadata,
+    Column("scope", String(200), primary_key=True),  # the command's subject
+    Column("message_id", String(64), primary_key=True),
+    Column("request_digest", String(64), nullable=False),
+    Column("reply", LargeBinary, nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_answers_answered_at", "answered_at"),
 )
 
 
@@ -84,15 +100,43 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-async def scrub_after_erasure(engine: AsyncEngine) -> None:
-    """Leave no copy of erased rows in the store's files.
+async def scrub_after_erasure(engine: AsyncEngine, erasures: Sequence[Any] = ()) -> None:
+    """Leave no copy of the erased people in the store's files.
 
-    With ``secure_delete`` SQLite zeroes what a transaction frees, but the write-ahead
-    log still holds the pages as they were until a checkpoint folds them in; a
-    TRUNCATE checkpoint does so and empties the log. PostgreSQL keeps dead row
-    versions until VACUUM reuses them and old WAL segments until they are recycled;
-    that edge is stated in the README rather than forced here.
+    The answers kept so that a retried command gets its first answer quote what
+    the command was given (a booker's name, email and phone): those naming an
+    erased person go. With ``secure_delete`` SQLite zeroes what a transaction
+    frees, but the write-ahead log still holds the pages as they were until a
+    checkpoint folds them in; a TRUNCATE checkpoint does so and empties the log.
+    PostgreSQL keeps dead row versions until VACUUM reuses them and old WAL
+    segments until they are recycled; that edge is stated in the README rather
+    than forced here.
+
+    ``erasures`` are the ``PersonErasureRequested`` messages just handled (an email
+    and perhaps a phone each).
     """
+    traces = [
+        str(value).lower().encode()
+        for erasure in erasures
+        for value in (erasure.email, erasure.phone)
+        if value
+    ]
+    if traces:
+        async with engine.begin() as connection:
+            rows = await connection.execute(
+                select(answers_table.c.scope, answers_table.c.message_id, answers_table.c.reply)
+            )
+            naming = [
+                (scope, message_id)
+                for scope, message_id, reply in rows
+                if any(trace in bytes(reply).lower() for trace in traces)
+            ]
+            for scope, message_id in naming:
+                await connection.execute(
+                    delete(answers_table).where(
+                        answers_table.c.scope == scope, answers_table.c.message_id == message_id
+                    )
+                )
     if engine.dialect.name != "sqlite" or not engine.url.database:
         return
     # A connection of its own, outside any transaction: the engine's connections

@@ -132,7 +132,13 @@ def test_the_reply_dead_letter_and_ops_record_say_what_they_carry(
     parsed: dict[str, Any],
 ) -> None:
     messages = parsed["messages"]
-    assert sorted(messages["Reply"]["payload"]) == ["data", "error", "ok"]
+    assert sorted(messages["Reply"]["payload"]) == [
+        "correlation_id",
+        "data",
+        "error",
+        "ok",
+        "request_id",
+    ]
     assert sorted(messages["OpsRecord"]["payload"]) == [
         "action",
         "at",
