@@ -97,9 +97,13 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Callable[[Service], Coroutine[Any, Any, None]]] = []
         self.broker.subscriber(health_subject(name), queue=name)(self._health_endpoint)
-        self.broker.subscriber(replay_subject(name), queue=name)(self._replay_endpoint)
-        self.broker.subscriber(redrive_subject(name), queue=name)(self._redrive_endpoint)
-        self.broker.subscriber(rebuild_subject(name), queue=name)(self._rebuild_endpoint)
+        # Operators' requests, like commands, are parsed by pydantic from the bytes.
+        for subject, endpoint in (
+            (replay_subject(name), self._replay_endpoint),
+            (redrive_subject(name), self._redrive_endpoint),
+            (rebuild_subject(name), self._rebuild_endpoint),
+        ):
+            self.broker.subscriber(subject, queue=name, decoder=_undecoded)(endpoint)
         self._read_model: ReadModel | None = None
         self._backlog: Callable[[AsyncSession], Awaitable[int]] | None = None
         self.batchers: dict[str, commands.CommandBatcher] = {}

@@ -107,9 +107,13 @@ async def test_replay_over_nats_refuses_a_stream_the_service_does_not_read(
         bad = await nc.request(
             replay_subject("events"), b'{"stream": "EVENTS", "from_seq": 0}', timeout=5
         )
+        absurd = await nc.request(
+            replay_subject("events"), b"[" * 100_000 + b"]" * 100_000, timeout=5
+        )
+    assert Reply.model_validate_json(absurd.data).error.code == "invalid"  # type: ignore[union-attr]
     reply, invalid = Reply.model_validate_json(response.data), Reply.model_validate_json(bad.data)
     assert reply.error is not None and reply.error.code == "not_consumed"
-    assert "events reads SUBSCRIPTIONS, not NOTIFICATIONS" in reply.error.message
+    assert "events reads PEOPLE, SUBSCRIPTIONS, not NOTIFICATIONS" in reply.error.message
     assert invalid.error is not None and (invalid.error.code, invalid.error.field) == (
         "invalid",
         "from_seq",
