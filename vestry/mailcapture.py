@@ -42,7 +42,11 @@ class CaptureHandler:
 
 
 def start(directory: Path, port: int, host: str = "127.0.0.1") -> Controller:
-    controller = Controller(CaptureHandler(directory), hostname=host, port=port)
+    # SMTPUTF8 on, as most mail servers now offer it (RFC 6531): internationalised
+    # addresses arrive as they would in production.
+    controller = Controller(
+        CaptureHandler(directory), hostname=host, port=port, enable_SMTPUTF8=True
+    )
     controller.start()
     return controller
 

@@ -119,10 +119,30 @@ class Mailer:
         Connections are kept open and reused (one per message in flight), as a
         mail relay prefers; one the server has closed since is replaced once.
         """
+        sender, recipients = _envelope(message)
+        # An address beyond ASCII in its mailbox part needs the server's SMTPUTF8
+        # (RFC 6531); one beyond ASCII in its domain alone goes as the domain's
+        # ASCII form (IDNA) without it.
+        recipients = [_ascii_domain(address) for address in recipients]
+        utf8 = not all(address.isascii() for address in (sender, *recipients))
+        if not utf8:
+            _ascii_domains_in_headers(message)
         for fresh in (False, True):
             client, reused = await self._checkout(fresh)
             try:
-                await client.sendmail(*_envelope(message), _wire(message, client))
+                await client.sendmail(
+                    sender,
+                    recipients,
+                    _wire(message, client, utf8=utf8),
+                    mail_options=["SMTPUTF8"] if utf8 else None,
+                )
+            except aiosmtplib.SMTPNotSupported as unsupported:
+                # This server cannot take the address, now or on a retry.
+                self._idle.append(client)
+                raise PermanentFailure(
+                    f"the mail server does not accept internationalised addresses "
+                    f"(it offers no SMTPUTF8): {unsupported}"
+                ) from None
             except aiosmtplib.SMTPServerDisconnected as gone:
                 self._discard(client)
                 if reused and not fresh:
@@ -207,10 +227,36 @@ def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
     return sender, [address for _, address in recipients]
 
 
-def _wire(message: EmailMessage, client: aiosmtplib.SMTP) -> bytes:
+def _ascii_domain(address: str) -> str:
+    """``address`` with its domain in ASCII (IDNA), if the domain is all that is not."""
+    mailbox, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{mailbox}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address  # no ASCII form: it goes as it is, with SMTPUTF8 or not at all
+
+
+def _ascii_domains_in_headers(message: EmailMessage) -> None:
+    """To and Cc with each domain in its ASCII form: an encoded word may stand for a
+    display name, never for an address (RFC 2047, section 5)."""
+    for header in ("To", "Cc"):
+        values = message.get_all(header, [])
+        if not values or all(str(value).isascii() for value in values):
+            continue
+        addresses = getaddresses([str(value) for value in values])
+        del message[header]
+        message[header] = ", ".join(
+            formataddr((name, _ascii_domain(address))) for name, address in addresses
+        )
+
+
+def _wire(message: EmailMessage, client: aiosmtplib.SMTP, *, utf8: bool = False) -> bytes:
     """The message as sent, flattened with our policy (aiosmtplib's own would fold
-    header lines at 78 characters and break a long List-Unsubscribe link)."""
-    policy = POLICY.clone(linesep="\r\n")
+    header lines at 78 characters and break a long List-Unsubscribe link); with
+    SMTPUTF8, headers may carry UTF-8 as it is (RFC 6532)."""
+    policy = POLICY.clone(linesep="\r\n", utf8=utf8)
     if not client.supports_extension("8bitmime"):
         policy = policy.clone(cte_type="7bit")
     return message.as_bytes(policy=policy)
