@@ -181,6 +181,17 @@ class EventPublished(_EventFacts):
     booking_closes_at: AwareDatetime = Field(description="Bookings taken until, UTC.")
 
 
+class Schedule(BaseModel):
+    """When and where an event runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    starts_at: AwareDatetime = Field(description="When it starts, UTC.")
+    ends_at: AwareDatetime = Field(description="When it ends, UTC.")
+    location: str | None = Field(default=None, description="Venue, if it meets in person.")
+    url: str | None = Field(default=None, description="Online link, if any.")
+
+
 @register
 class EventChanged(_EventFacts):
     """Fact: a published event changed in a way its attendees may care about.
@@ -198,6 +209,11 @@ class EventChanged(_EventFacts):
     changed: list[str] = Field(description="Names of the fields that changed.")
     moved: bool = Field(description="Whether the time or the venue changed.")
     capacity: int = Field(description="Places, after the change.")
+    was: Schedule | None = Field(
+        default=None,
+        description="When and where the event was before the change, so a message can say "
+        "what it was as well as what it is; absent from facts sent before it was added.",
+    )
     attendees: list[Attendee] = Field(
         description="Confirmed bookings to tell, when the event moved; empty otherwise."
     )

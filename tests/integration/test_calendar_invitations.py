@@ -173,8 +173,11 @@ async def test_a_booker_who_cancels_and_books_again_ends_with_the_event_live_in_
     for mail in (m for m in sent if m.subject.startswith("Changed")):
         html = mail.message.get_body(preferencelist=("html",)).get_content()
         for text in (mail.text(), html):
-            assert "It now starts at 11:00 on Thu 11 February 2027 and ends at 14:00." in text
-            assert "It is now at Bolton Town Hall." in text
+            assert (
+                "It now starts at 11:00 on Thu 11 February 2027 and ends at 14:00, "
+                "was 10:00 on Wed 10 February 2027." in text
+            )
+            assert "It is now at Bolton Town Hall, was Manchester Town Hall." in text
             assert not INTERNAL_NAMES.search(text), text
 
 
@@ -230,6 +233,9 @@ async def test_promotion_move_and_cancelled_event_keep_sequence_rising_for_each_
     assert kept[BEN].live() == [] and kept[ANN].live() == []
     assert len(kept[BEN].entries) == 1 and len(kept[ANN].entries) == 1
     moved = next(m for m in sent if m.subject.startswith("Changed") and "11 February" in m.text())
-    assert "It now starts at 10:00 on Thu 11 February 2027 and ends at 13:00." in moved.text()
+    assert (
+        "It now starts at 10:00 on Thu 11 February 2027 and ends at 13:00, "
+        "was 10:00 on Wed 10 February 2027." in moved.text()
+    )
     venue = next(m for m in sent if m.subject.startswith("Changed") and "Bolton" in m.text())
-    assert "It is now at Bolton Town Hall." in venue.text()
+    assert "It is now at Bolton Town Hall, was Manchester Town Hall." in venue.text()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contracts.events_v1 import CalendarEntry
+from contracts.events_v1 import CalendarEntry, Schedule
 from kernel.settings import Settings
 from services.notifications.calendar import Party, calendar_attachment, invitation_uid
 from services.notifications.catalogue import MESSAGE_TYPES
@@ -165,6 +165,25 @@ def test_a_move_is_said_in_words() -> None:
     assert said == [
         "It now starts at 11:00 on Tue 3 March 2026 and ends at 13:00.",
         "It is now at Bolton Town Hall.",
+    ]
+
+
+def test_a_move_says_what_it_was_as_well_as_what_it_is() -> None:
+    was = Schedule(
+        starts_at=datetime(2026, 3, 3, 10, tzinfo=UTC),
+        ends_at=datetime(2026, 3, 3, 12, tzinfo=UTC),
+        location="Wigan Life Centre",
+    )
+    assert what_changed(["starts_at", "ends_at", "venue"], _entry(), was) == [
+        "It now starts at 11:00 on Tue 3 March 2026 and ends at 13:00, was 10:00.",
+        "It is now at Bolton Town Hall, was Wigan Life Centre.",
+    ]
+    earlier_day = was.model_copy(update={"starts_at": datetime(2026, 3, 2, 10, tzinfo=UTC)})
+    assert what_changed(["starts_at"], _entry(), earlier_day) == [
+        "It now starts at 11:00 on Tue 3 March 2026, was 10:00 on Mon 2 March 2026."
+    ]
+    assert what_changed(["ends_at"], _entry(), was) == [
+        "It now ends at 13:00, starting at 11:00 as before; it was to end at 12:00."
     ]
 
 

@@ -18,6 +18,7 @@ from contracts.events_v1 import (
     EventReport,
     ListEvents,
     PublishEvent,
+    Schedule,
     ShowEvent,
     UpdateEvent,
 )
@@ -152,6 +153,12 @@ class EventCommands(Places):
                 "changed": [],
                 "promoted": [],
             }
+        was = Schedule(
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            location=event.venue,
+            url=event.online_url,
+        )
         for column, value in new.items():
             setattr(event, column, value)
         event.updated_at = now
@@ -177,6 +184,7 @@ class EventCommands(Places):
                     moved=moved,
                     capacity=event.capacity,
                     attendees=[attendee(b) for b in told],
+                    was=was,
                 ),
                 id=derived_message_id("EventChanged", ctx.envelope.id),
             )

@@ -16,6 +16,7 @@ from contracts.events_v1 import (
     CalendarEntry,
     EventChanged,
     ReminderDue,
+    Schedule,
 )
 from contracts.subscriptions_v1 import (
     CreditNoteIssued,
@@ -231,19 +232,22 @@ async def on_event_changed(
             "event_title": fact.title,
             "reference": attendee.reference,
             "changed": fact.changed,  # the fields' names, for operators' own templates
-            "changes": what_changed(fact.changed, fact.calendar),
+            "changes": what_changed(fact.changed, fact.calendar, fact.was),
             **_event_context(fact.calendar),
         }
         await _plan(ctx, domain.transactional(person, "event_changed", context, fit_sms=fit_sms))
 
 
-def what_changed(changed: list[str], calendar: CalendarEntry) -> list[str]:
+def what_changed(
+    changed: list[str], calendar: CalendarEntry, was: Schedule | None = None
+) -> list[str]:
     """What an attendee should know of a change, in words, one sentence each.
 
-    The fact names the fields that changed and gives the event as it now is, not as
-    it was, so each sentence says what the event is now ("It now starts at 11:00 on
-    Tue 3 March 2026."). Changes an attendee holding a place need not hear of (capacity,
-    prices, the booking deadline, the organisation limit) are left out.
+    The fact names the fields that changed, gives the event as it now is and (since
+    ``was`` was added) as it was, so each sentence says what the event is now and what
+    it was ("It now starts at 11:00 on Tue 3 March 2026, was 10:00."). Changes an
+    attendee holding a place need not hear of (capacity, prices, the booking deadline,
+    the organisation limit) are left out.
     """
     said = []
     if "title" in changed:
@@ -255,13 +259,21 @@ def what_changed(changed: list[str], calendar: CalendarEntry) -> list[str]:
             sentence += f" and ends at {_clock(ends)}"
             if ends.date() != starts.date():
                 sentence += f" on {_date(ends)}"
+        if was is not None:
+            before = was.starts_at.astimezone(LONDON)
+            day = "" if before.date() == starts.date() else f" on {_date(before)}"
+            sentence += f", was {_clock(before)}{day}"
         said.append(sentence + ".")
     elif "ends_at" in changed:
         on = f" on {_date(ends)}" if ends.date() != starts.date() else ""
-        said.append(f"It now ends at {_clock(ends)}{on}, starting at {_clock(starts)} as before.")
+        sentence = f"It now ends at {_clock(ends)}{on}, starting at {_clock(starts)} as before"
+        if was is not None:
+            sentence += f"; it was to end at {_clock(was.ends_at.astimezone(LONDON))}"
+        said.append(sentence + ".")
     if "venue" in changed:
         if calendar.location:
-            said.append(f"It is now at {calendar.location}.")
+            moved_from = f", was {was.location}" if was is not None and was.location else ""
+            said.append(f"It is now at {calendar.location}{moved_from}.")
         elif calendar.url:
             said.append("It no longer meets in person: it now takes place online.")
         else:
