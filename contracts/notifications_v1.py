@@ -140,14 +140,22 @@ class AddContact(_Command):
 
 @register
 class ListContacts(_Command):
-    """Command: list contacts, by email. Changes nothing."""
+    """Command: one page of contacts, by email. Changes nothing.
+
+    Answered with ``contacts`` and ``next``: the cursor to send as ``after`` for the
+    following page, or null after the last. A page is at most 500 contacts, so no
+    answer nears the size NATS may carry, however many people there are.
+    """
 
     TYPE: ClassVar[str] = "ListContacts"
     VERSION: ClassVar[int] = 1
     SUBJECT: ClassVar[str] = "notifications.cmd.list_contacts"
 
     topic: Topic | None = Field(default=None, description="Only subscribers of this topic.")
-    limit: int = Field(default=1000, ge=1, le=100_000, description="At most this many.")
+    after: ContactRef | None = Field(
+        default=None, description="Start after this email: the previous page's next."
+    )
+    limit: int = Field(default=100, ge=1, le=500, description="At most this many on the page.")
 
 
 @register

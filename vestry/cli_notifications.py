@@ -104,11 +104,25 @@ def contacts_ls(
     topic: Annotated[str | None, typer.Option(help="Only subscribers of this topic.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 1000,
 ) -> None:
-    """List contacts by email."""
+    """List contacts by email, page after page."""
     options = options_of(ctx)
-    contacts = send(options, build(options, lambda: ListContacts(topic=topic, limit=limit)))[
-        "contacts"
-    ]
+    build(options, lambda: ListContacts(topic=topic))  # a bad topic is refused before any page
+
+    async def every_page() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        async with connected(options.nats) as nc:
+            while len(found) < limit:
+                page = await request(
+                    nc, ListContacts(topic=topic, after=after, limit=min(500, limit - len(found)))
+                )
+                found += page["contacts"]
+                after = page["next"]
+                if after is None:
+                    break
+        return found
+
+    contacts = run(options, every_page())
 
     def render() -> None:
         table = Table(title=f"Contacts ({len(contacts)})")

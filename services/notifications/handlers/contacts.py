@@ -92,18 +92,36 @@ async def add_contact(command: AddContact, ctx: CommandContext) -> dict[str, Any
 
 
 async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str, Any]:
-    """Everyone known, from their own record or the directory, by email; or a topic's subscribers."""
-    own = select(store.Contact.email).order_by(store.Contact.email).limit(command.limit)
+    """One page of everyone known, from their own record or the directory, by email; or of a
+    topic's subscribers. ``next`` is the cursor of the following page, None after the last."""
+    after = command.after.lower() if command.after else ""
+    # One more than the page, to know whether another follows.
+    own = (
+        select(store.Contact.email)
+        .where(store.Contact.email > after)
+        .order_by(store.Contact.email)
+        .limit(command.limit + 1)
+    )
     if command.topic:
         known_topics([command.topic])
         own = own.join(store.ContactTopic).where(store.ContactTopic.topic == command.topic)
         emails = set(await ctx.session.scalars(own))
     else:
-        learnt = select(store.DirectoryEntry.email).order_by(store.DirectoryEntry.email)
+        learnt = (
+            select(store.DirectoryEntry.email)
+            .where(store.DirectoryEntry.email > after)
+            .order_by(store.DirectoryEntry.email)
+            .limit(command.limit + 1)
+        )
         emails = set(await ctx.session.scalars(own))
-        emails |= set(await ctx.session.scalars(learnt.limit(command.limit)))
-    people = [await _person(ctx, email) for email in sorted(emails)[: command.limit]]
-    return {"contacts": [await _describe(ctx, known) for known in people]}
+        emails |= set(await ctx.session.scalars(learnt))
+    ordered = sorted(emails)
+    page = ordered[: command.limit]
+    people = [await _person(ctx, email) for email in page]
+    return {
+        "contacts": [await _describe(ctx, known) for known in people],
+        "next": page[-1] if len(ordered) > command.limit else None,
+    }
 
 
 async def show_contact(command: ShowContact, ctx: CommandContext) -> dict[str, Any]:
