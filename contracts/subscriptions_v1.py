@@ -347,6 +347,56 @@ class InvoiceSummary(_Command):
     on: date | None = Field(default=None, description="Age debt as at this day; today if left out.")
 
 
+DocumentFormat = Literal["pdf", "html"]
+
+
+@register
+class ShowDocument(_Command):
+    """Query: an invoice or credit note as the document its billing contact receives.
+    Changes nothing.
+
+    Answered with the number, the kind, a file name, the media type, the content in
+    base64 and its SHA-256. The PDF is printed from the HTML, and the same document
+    gives the same bytes to whoever asks: the CLI, the back office, and the
+    notifications service, which asks when it sends the invoice or credit-note email
+    and attaches what it gets. Refused ``not_found`` for an unknown number.
+    """
+
+    TYPE: ClassVar[str] = "ShowDocument"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.show_document"
+
+    number: InvoiceNumber = Field(
+        description="The document number, e.g. INV-000001 or CN-000001.", examples=["INV-000001"]
+    )
+    format: DocumentFormat = Field(
+        default="pdf", description="pdf, or the HTML the PDF is printed from."
+    )
+
+
+@register
+class ShowStatement(_Command):
+    """Query: a member's statement of account. Changes nothing.
+
+    Answered with every invoice, credit note and payment of the member up to a day,
+    in date order, each with the running balance; the balance (invoices less credit
+    notes less payments: above zero it is owed, below it is in credit), what is
+    outstanding on invoices, credit held on account, and that debt by age. With
+    ``format``, also the statement as a document (the same shape as ShowDocument's
+    answer). Refused ``not_found`` for an unknown member.
+    """
+
+    TYPE: ClassVar[str] = "ShowStatement"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.show_statement"
+
+    member: MemberRef = Field(description="The member's id or name.")
+    on: date | None = Field(
+        default=None, description="The statement as at this day (Europe/London); today if left out."
+    )
+    format: DocumentFormat | None = Field(
+        default=None, description="Also the statement as a document: pdf or html."
+    )
+
+
 @register
 class RecordPayment(_Command):
     """Command: record money received against an invoice.

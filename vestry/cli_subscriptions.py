@@ -9,6 +9,7 @@ until it ends, so a run of any size never waits on one request's timeout.
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 from datetime import date
 from pathlib import Path
@@ -34,8 +35,10 @@ from contracts.subscriptions_v1 import (
     ReissueInvoice,
     RejoinMember,
     RunInvoicing,
+    ShowDocument,
     ShowInvoice,
     ShowMember,
+    ShowStatement,
     VoidInvoice,
 )
 from contracts.system_v1 import CommandError
@@ -67,6 +70,15 @@ def parse_amount(text: str) -> int:
 def build(options: Options, model: type[Any], **fields: Any) -> Any:
     """The command, or a structured refusal before anything is sent."""
     return terminal.build(options, lambda: model(**fields))
+
+
+def write_document(document: dict[str, Any], path: Path) -> None:
+    """Write a document answered as base64 (ShowDocument, ShowStatement) to ``path``."""
+    path.write_bytes(base64.b64decode(document["content_base64"]))
+
+
+# Printing a PDF takes the service a moment, more the first time.
+DOCUMENT_TIMEOUT_S = 30
 
 
 # Members
@@ -230,6 +242,69 @@ def members_show(
         _invoice_table(reply["documents"], "Documents")
 
     emit(options, reply, render)
+
+
+@members_app.command("statement")
+def members_statement(
+    ctx: typer.Context,
+    member: Annotated[str, typer.Argument(help="The member's name or id.")],
+    on: Annotated[
+        str | None, typer.Option("--on", help="As at this day, YYYY-MM-DD (default today).")
+    ] = None,
+    pdf: Annotated[
+        Path | None, typer.Option("--pdf", help="Write the statement's PDF here.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the statement's HTML here.")
+    ] = None,
+) -> None:
+    """A member's statement of account: every invoice, credit note and payment in date
+    order with the running balance, the balance due and the debt by age."""
+    options = options_of(ctx)
+    asked = [(path, format) for path, format in ((pdf, "pdf"), (html, "html")) if path]
+
+    def ask(format: str | None) -> dict[str, Any]:
+        command = build(options, ShowStatement, member=member, on=on, format=format)
+        return send(options, command, timeout=DOCUMENT_TIMEOUT_S)
+
+    statement = ask(asked[0][1] if asked else None)
+    for n, (path, format) in enumerate(asked):
+        write_document(statement.pop("document") if n == 0 else ask(format)["document"], path)
+
+    def render() -> None:
+        console.print(f"[bold]Statement of account: {statement['name']}[/] as at {statement['on']}")
+        table = Table()
+        for column in ("date", "document", "details"):
+            table.add_column(column)
+        for column in ("charged", "credited or paid", "balance"):
+            table.add_column(column, justify="right")
+        for entry in statement["entries"]:
+            table.add_row(
+                entry["on"],
+                ("payment for " if entry["kind"] == "payment" else "") + entry["number"],
+                (entry["reference"] or "") if entry["kind"] == "payment" else entry["description"],
+                pounds(entry["debit"]) if entry["debit"] else "",
+                pounds(entry["credit"]) if entry["credit"] else "",
+                pounds(entry["balance"]),
+            )
+        console.print(table)
+        balance = statement["balance"]
+        console.print(
+            ("balance due " if balance >= 0 else "in credit ")
+            + pounds(abs(balance))
+            + f"; overdue {pounds(statement['overdue'])}"
+            + (
+                f"; credit held {pounds(statement['credit_held'])}"
+                if statement["credit_held"]
+                else ""
+            )
+        )
+        _aged_table(statement["aged"], statement["outstanding"])
+        for path, kind in ((pdf, "PDF"), (html, "HTML")):
+            if path is not None:
+                console.print(f"{kind} written to {path}")
+
+    emit(options, statement, render)
 
 
 @members_app.command("change-tier")
@@ -496,6 +571,12 @@ def invoices_show(
     html: Annotated[
         Path | None, typer.Option("--html", help="Write the printable HTML here.")
     ] = None,
+    pdf: Annotated[
+        Path | None,
+        typer.Option(
+            "--pdf", help="Write the PDF here: the same bytes the billing contact was sent."
+        ),
+    ] = None,
 ) -> None:
     """One invoice or credit note, with its lines and payments."""
     options = options_of(ctx)
@@ -504,6 +585,13 @@ def invoices_show(
     )
     if html is not None:
         html.write_text(document.pop("html"), encoding="utf-8")
+    if pdf is not None:
+        printed = send(
+            options,
+            build(options, ShowDocument, number=document["number"], format="pdf"),
+            timeout=DOCUMENT_TIMEOUT_S,
+        )
+        write_document(printed, pdf)
 
     def render() -> None:
         kind = "Credit note" if document["kind"] == "credit_note" else "Invoice"
@@ -535,6 +623,8 @@ def invoices_show(
             )
         if html is not None:
             console.print(f"HTML written to {html}")
+        if pdf is not None:
+            console.print(f"PDF written to {pdf}")
 
     emit(options, document, render)
 
@@ -551,25 +641,28 @@ def invoices_summary(
 
     def render() -> None:
         table = Table(title=f"Financial year {year} as at {summary['on']}")
-        for column in ("tier", "invoices", "billed", "credited", "paid", "outstanding"):
-            table.add_column(column)
+        figures = ("net", "vat", "billed", "credited", "paid", "outstanding")
+        table.add_column("tier")
+        table.add_column("invoices", justify="right")
+        for column in figures:
+            table.add_column("VAT" if column == "vat" else column, justify="right")
         for row in [*summary["tiers"], {"tier": "[bold]total[/]", **summary["totals"]}]:
             table.add_row(
-                row["tier"],
-                str(row["invoices"]),
-                pounds(row["billed"]),
-                pounds(row["credited"]),
-                pounds(row["paid"]),
-                pounds(row["outstanding"]),
+                row["tier"], str(row["invoices"]), *(pounds(row[column]) for column in figures)
             )
         console.print(table)
-        aged = Table(title="Aged debt (days past due)")
-        for bucket in summary["aged"]:
-            aged.add_column(bucket.replace("_", " "))
-        aged.add_row(*(pounds(v) for v in summary["aged"].values()))
-        console.print(aged)
+        _aged_table(summary["aged"], summary["totals"]["outstanding"])
 
     emit(options, summary, render)
+
+
+def _aged_table(aged: dict[str, int], outstanding: int) -> None:
+    table = Table(title="Outstanding by age (days past due)")
+    for bucket in aged:
+        table.add_column(bucket.replace("_", " "), justify="right")
+    table.add_column("outstanding", justify="right")
+    table.add_row(*(pounds(v) for v in aged.values()), pounds(outstanding))
+    console.print(table)
 
 
 @invoices_app.command("void")

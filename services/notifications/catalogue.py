@@ -54,7 +54,7 @@ MESSAGE_TYPES: dict[str, MessageType] = {
         ),
         MessageType(
             "invoice_issued",
-            "An invoice was issued (the invoice attached as HTML).",
+            "An invoice was issued (its PDF, printed by subscriptions, attached when sent).",
             ("email",),
             {
                 "number": "INV-000017",
@@ -131,9 +131,10 @@ MESSAGE_TYPES: dict[str, MessageType] = {
         ),
         MessageType(
             "event_cancelled",
-            "A booked event was cancelled (a cancelling .ics attached).",
+            "A booked event was cancelled (a cancelling .ics attached), with the organisers' "
+            "reason when they gave one.",
             ("email", "sms"),
-            _BOOKING,
+            {**_BOOKING, "why": "The speaker is ill; we will offer a new date."},
         ),
         MessageType(
             "reminder",

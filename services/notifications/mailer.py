@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+from collections.abc import Sequence
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
@@ -18,6 +19,7 @@ from services.notifications.calendar import (
     invitation_uid,
     organizer_of,
 )
+from services.notifications.documents import Document
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.store import Delivery
 from services.notifications.templates import TemplateProblem, templates_for
@@ -60,8 +62,9 @@ class Mailer:
         self._from = _sender(settings.mail_from, settings.partnership_name)
         self._organizer = organizer_of(settings.mail_from, settings.partnership_name)
 
-    def compose(self, delivery: Delivery) -> EmailMessage:
-        """A multipart (text and HTML, and attachments) email; its Message-ID is fixed by the ledger row."""
+    def compose(self, delivery: Delivery, documents: Sequence[Document] = ()) -> EmailMessage:
+        """A multipart (text and HTML, and attachments) email; its Message-ID is fixed by the
+        ledger row. ``documents`` (an invoice's PDF) are attached as they are."""
         context = delivery.template_context
         try:
             rendered = self.templates.email(delivery.template, context)
@@ -83,6 +86,13 @@ class Mailer:
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         self._attach(message, delivery.template, context, delivery.recipient)
+        for document in documents:
+            message.add_attachment(
+                document.content,
+                maintype=document.maintype,
+                subtype=document.subtype,
+                filename=document.filename,
+            )
         return message
 
     def _attach(
@@ -109,9 +119,6 @@ class Mailer:
                 filename="cancelled.ics" if cancel else "event.ics",
                 params={"method": method, "charset": "utf-8"},
             )
-        if template == "invoice_issued":
-            document = self.templates.render("invoice_document.html.j2", context)
-            message.add_attachment(document, subtype="html", filename=f"{context['number']}.html")
 
     async def send(self, message: EmailMessage) -> None:
         """Hand ``message`` over; raises TransientFailure or PermanentFailure when refused.

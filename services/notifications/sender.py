@@ -9,6 +9,10 @@ yet recorded, it goes again when the claim lapses, with the same Message-ID.
 That is as near exactly once as SMTP allows: the protocol has no way to ask a
 server whether it already took a message. Everything before that door happens once.
 
+Each provider's rate (``VESTRY_EMAIL_RATE_PER_S``, ``VESTRY_SMS_RATE_PER_S``) is kept
+by all the replicas together: every send takes its starting moment from one row per
+provider in the store (``SharedPace``).
+
 A transient failure (SMTP 4xx, a timeout, a gateway 5xx) is tried again after
 the configured delays; a permanent one (SMTP 5xx, an invalid number, a
 template that cannot render) fails the row at once. Either way a row given up
@@ -20,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.envelope import derived_message_id
 from contracts.notifications_v1 import DeliveryFailed, DeliverySent
@@ -31,6 +38,7 @@ from kernel.outbox import Publisher
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import domain, store
+from services.notifications.documents import DOCUMENT_TEMPLATES, Document, Documents
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.handlers import settle_broadcast
 from services.notifications.mailer import Mailer
@@ -41,19 +49,95 @@ from services.notifications.templates import TemplateProblem
 log = logging.getLogger(__name__)
 
 
-class RateLimit:
-    """At most ``per_second`` starts a second, spread evenly, shared by concurrent senders."""
+# A provider's rate is kept with a margin: ``per_second`` starts take 1 + MARGIN_S
+# seconds, not one. A start may come up to LATE_S after its moment (a busy event loop),
+# and a message may take a little more or less time to reach the provider than the
+# one before; the margin absorbs both, so a provider counting what it receives in any
+# one second by its own clock never counts more than the rate. A start later than
+# LATE_S gives its moment up and takes a new one: sends delayed together never go
+# out together.
+MARGIN_S = 0.1
+LATE_S = 0.05
 
-    def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
-        self._next = 0.0
+TakeStarts = Callable[[int, float], Awaitable[float]]  # (how many, spacing) -> first
+
+
+class SharedPace:
+    """At most ``per_second`` sends a second to one provider from every replica together.
+
+    Each send waits for a starting moment of its own, taken from the store
+    (``store.take_send_starts``: one row per provider, moved on atomically), so the
+    replicas' moments never overlap however many there are. Sends waiting at once in
+    one replica take their moments in one transaction. The moments are wall-clock
+    time: replicas on several hosts need clocks that agree to well within LATE_S.
+    """
+
+    def __init__(
+        self, take: TakeStarts, per_second: float, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.spacing = (1.0 + MARGIN_S) / per_second
+        self._take = take
+        self._clock = clock
+        self._waiting: list[asyncio.Future[float]] = []
+        self._taking: asyncio.Task[None] | None = None
 
     async def wait(self) -> None:
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        """Return at this send's moment, never before it and at most LATE_S after it."""
+        while True:
+            start = await self._start()
+            delay = start - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._clock() - start <= LATE_S:
+                return
+
+    async def _start(self) -> float:
+        moment: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting.append(moment)
+        if self._taking is None or self._taking.done():
+            self._taking = asyncio.ensure_future(self._take_for_waiting())
+        return await moment
+
+    async def _take_for_waiting(self) -> None:
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            try:
+                first = await self._take(len(waiting), self.spacing)
+            except Exception as error:  # the store is away: those sends fail, and retry
+                for moment in waiting:
+                    if not moment.done():
+                        moment.set_exception(error)
+                continue
+            for n, moment in enumerate(waiting):
+                if not moment.done():  # a send cancelled meanwhile leaves its moment unused
+                    moment.set_result(first + n * self.spacing)
+
+
+def starts_in_store(
+    sessions: async_sessionmaker[AsyncSession],
+    provider: str,
+    clock: Callable[[], float] = time.time,
+) -> TakeStarts:
+    """Starting moments for sends to ``provider`` from the store the replicas share."""
+
+    async def take(count: int, spacing: float) -> float:
+        async with sessions() as session, session.begin():
+            return await store.take_send_starts(session, provider, count, spacing, clock)
+
+    return take
+
+
+def starts_in_process(clock: Callable[[], float] = time.time) -> TakeStarts:
+    """Starting moments kept in this process alone: for a sender without a store."""
+    next_start = 0.0
+
+    async def take(count: int, spacing: float) -> float:
+        nonlocal next_start
+        first = max(next_start, clock())
+        next_start = first + count * spacing
+        return first
+
+    return take
 
 
 @dataclass(frozen=True)
@@ -71,22 +155,34 @@ class Sender:
     """Sends ledger rows by email (SMTP) and SMS (a provider), paced per provider."""
 
     def __init__(
-        self, settings: Settings, mailer: Mailer | None = None, sms: SmsProvider | None = None
+        self,
+        settings: Settings,
+        mailer: Mailer | None = None,
+        sms: SmsProvider | None = None,
+        documents: Documents | None = None,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.settings = settings
         self.mailer = mailer or Mailer(settings)
         self.sms = sms or provider_from(settings)
+        self.documents = documents
         self.quiet = domain.QuietHours.parse(settings.quiet_hours)
+        # Paced through the store when there is one, so that replicas share each rate.
         self.limits = {
-            "email": RateLimit(settings.email_rate_per_s),
-            "sms": RateLimit(settings.sms_rate_per_s),
+            channel: SharedPace(
+                starts_in_store(sessions, channel) if sessions else starts_in_process(), rate
+            )
+            for channel, rate in (
+                ("email", settings.email_rate_per_s),
+                ("sms", settings.sms_rate_per_s),
+            )
         }
 
     async def attempt(self, delivery: store.Delivery) -> Attempt:
         try:
             if delivery.channel == "sms":
                 return await self._sms(delivery)
-            message = self.mailer.compose(delivery)
+            message = self.mailer.compose(delivery, await self._documents_of(delivery))
             await self.limits["email"].wait()
             await self.mailer.send(message)
             return Attempt("sent")
@@ -97,6 +193,15 @@ class Sender:
         except Exception as failure:  # an unforeseen error: worth another try, then given up
             log.exception("delivery %s: unexpected error", delivery.id)
             return Attempt("transient", f"{type(failure).__name__}: {failure}")
+
+    async def _documents_of(self, delivery: store.Delivery) -> list[Document]:
+        """The document an invoice or credit-note email carries, asked for now."""
+        if delivery.template not in DOCUMENT_TEMPLATES:
+            return []
+        number = delivery.template_context.get("number")
+        if self.documents is None or not number:
+            raise PermanentFailure(f"{delivery.template}: no document to attach")
+        return [await self.documents.fetch(str(number))]
 
     async def _sms(self, delivery: store.Delivery) -> Attempt:
         if not delivery.urgent and self.quiet is not None:
@@ -118,7 +223,7 @@ class Sender:
 
 
 async def run_sender(service: Service) -> None:
-    sender = Sender(service.settings)
+    sender = Sender(service.settings, documents=documents_of(service), sessions=service.sessions)
     poll_interval = service.settings.sender_poll_s
     try:
         while True:
@@ -138,7 +243,12 @@ async def run_sender(service: Service) -> None:
 async def send_due(service: Service, sender: Sender | Mailer) -> int:
     """Attempt one batch of due deliveries; returns how many were attempted."""
     if isinstance(sender, Mailer):
-        sender = Sender(service.settings, mailer=sender)
+        sender = Sender(
+            service.settings,
+            mailer=sender,
+            documents=documents_of(service),
+            sessions=service.sessions,
+        )
     settings = service.settings
     async with service.sessions() as session, session.begin():
         # While one replica sends a row, the others leave it alone; if that replica
@@ -161,6 +271,11 @@ async def send_due(service: Service, sender: Sender | Mailer) -> int:
 
     attempts = await asyncio.gather(*(attempt(delivery) for delivery in claimed))
     return sum(1 for a in attempts if a.outcome != "deferred")
+
+
+def documents_of(service: Service) -> Documents:
+    """Documents asked for over the service's own NATS connection."""
+    return Documents(lambda: service.nc)
 
 
 class Recorder:

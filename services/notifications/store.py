@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -121,6 +122,17 @@ class Broadcast(Base):
         if parsed is None:
             parsed = self.__dict__["_shared_context"] = dict(json.loads(self.context or "{}"))
         return dict(parsed)
+
+
+class SendPace(Base):
+    """When the next send to a provider may start, shared by every replica (migration
+    0009): each replica takes its sends' starting moments from here, so together they
+    keep to the provider's rate (``sender.SharedPace``)."""
+
+    __tablename__ = "send_pace"
+
+    provider: Mapped[str] = mapped_column(String(40), primary_key=True)
+    next_start: Mapped[float] = mapped_column(Float)  # seconds since the epoch
 
 
 class Delivery(Base):
@@ -515,6 +527,31 @@ async def plan_delivery(session: AsyncSession, cause_id: str, planned: PlannedDe
     return True
 
 
+async def add_broadcast(session: AsyncSession, values: dict[str, Any]) -> Broadcast | None:
+    """Record a new broadcast, unless its id is taken; returns it, or None if taken.
+
+    Its id comes from the command's id, so a command sent twice (a client retrying)
+    reaching two replicas at once makes both try: the insert of the second waits for
+    the first's transaction and then inserts nothing, so the broadcast is planned once.
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as insert_new
+    else:
+        from sqlalchemy.dialects.sqlite import insert as insert_new
+    added = await session.execute(
+        insert_new(Broadcast).values(**values).on_conflict_do_nothing(index_elements=["id"])
+    )
+    if not added.rowcount:  # type: ignore[attr-defined]
+        return None
+    return await session.get(Broadcast, values["id"])
+
+
+async def broadcast(session: AsyncSession, broadcast_id: str) -> Broadcast | None:
+    """A broadcast as committed now, not as this session may have read it before."""
+    return await session.get(Broadcast, broadcast_id, populate_existing=True)
+
+
 async def plan_broadcast(
     session: AsyncSession, broadcast_id: str, planned: list[PlannedDelivery]
 ) -> None:
@@ -525,10 +562,26 @@ async def plan_broadcast(
         await session.execute(insert(Delivery), rows[first : first + 2000])
 
 
+async def delivery_for_update(session: AsyncSession, delivery_id: str) -> Delivery | None:
+    """A ledger row, locked until the transaction ends and read afresh: two resends of one
+    failed row, on two replicas, then see it one after the other, and the second finds
+    it no longer failed."""
+    return await session.scalar(
+        select(Delivery)
+        .where(Delivery.id == delivery_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def claim_due(
     session: AsyncSession, *, limit: int, lease: timedelta, now: datetime | None = None
 ) -> list[Delivery]:
-    """Take up to ``limit`` due rows for sending until ``lease`` from now; others leave them be."""
+    """Take up to ``limit`` due rows for sending until ``lease`` from now; others leave them be.
+
+    On PostgreSQL the rows another replica is claiming at this moment are skipped
+    (SKIP LOCKED), not waited for: replicas claiming at once take different rows
+    rather than all but one coming away empty."""
     now = now or datetime.now(UTC)
     due = list(
         await session.scalars(
@@ -536,6 +589,7 @@ async def claim_due(
             .where(Delivery.status.in_(OPEN), Delivery.next_attempt_at <= now)
             .order_by(Delivery.next_attempt_at, Delivery.created_at)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
     )
     if not due:
@@ -554,6 +608,49 @@ async def claim_due(
             .options(selectinload(Delivery.broadcast))  # each broadcast's body loaded once
         )
     )
+
+
+async def take_send_starts(
+    session: AsyncSession,
+    provider: str,
+    count: int,
+    spacing: float,
+    clock: Callable[[], float],
+) -> float:
+    """Reserve ``count`` starting moments for sends to ``provider``, ``spacing`` seconds
+    apart and none before now (``clock``: seconds since the epoch); returns the first.
+
+    The provider's row is locked first (on SQLite the transaction holds the write lock
+    already), then the clock read: replicas reserving at once take turns, each starting
+    where the other left off, and a moment is never stale for having waited its turn."""
+    held = (
+        select(SendPace.next_start)
+        .where(SendPace.provider == provider)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    next_start = await session.scalar(held)
+    if next_start is None:  # the provider's first send
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as insert_new
+        else:
+            from sqlalchemy.dialects.sqlite import insert as insert_new
+        await session.execute(
+            insert_new(SendPace)
+            .values(provider=provider, next_start=0.0)
+            .on_conflict_do_nothing(index_elements=["provider"])
+        )
+        next_start = await session.scalar(held)
+        assert next_start is not None
+    first = max(float(next_start), clock())
+    await session.execute(
+        update(SendPace)
+        .where(SendPace.provider == provider)
+        .values(next_start=first + count * spacing)
+        .execution_options(synchronize_session=False)
+    )
+    return first
 
 
 async def owed_now(session: AsyncSession) -> int:

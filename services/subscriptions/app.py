@@ -60,6 +60,8 @@ def create_service(
         (messages.InvoiceRunStatus, handlers.invoice_run_status),
         (messages.ListInvoices, handlers.list_invoices),
         (messages.ShowInvoice, handlers.show_invoice),
+        (messages.ShowDocument, handlers.show_document),
+        (messages.ShowStatement, handlers.show_statement),
         (messages.InvoiceSummary, handlers.invoice_summary),
         (messages.RecordPayment, handlers.record_payment),
         (messages.VoidInvoice, handlers.void_invoice),

@@ -41,14 +41,23 @@ from contracts.subscriptions_v1 import (
     ReissueInvoice,
     RejoinMember,
     RunInvoicing,
+    ShowDocument,
     ShowInvoice,
     ShowMember,
+    ShowStatement,
     VoidInvoice,
 )
 from kernel.commands import CommandContext, Refused
 from kernel.consumer import HandlerContext
-from services.subscriptions import domain, invoicing, store
-from services.subscriptions.document import render_invoice
+from services.subscriptions import accounts, domain, invoicing, store
+from services.subscriptions.document import (
+    Supplier,
+    as_file,
+    invoice_html,
+    pdf_identifier,
+    statement_html,
+)
+from services.subscriptions.domain import accounts as accounts_rules
 from services.subscriptions.domain import billing
 from services.subscriptions.domain.billing import Charge, Line
 from services.subscriptions.domain.bounds import Bounds
@@ -83,9 +92,11 @@ class Subscriptions:
     clock: Clock = utc_now
     runner: invoicing.Runner | None = None
     bounds: Bounds = field(init=False)
+    supplier: Supplier = field(init=False)
 
     def __post_init__(self) -> None:
         self.bounds = self.settings.bounds()
+        self.supplier = Supplier.of(self.settings)
 
     def today(self) -> date:
         """Today in Europe/London, the calendar people bill by."""
@@ -181,6 +192,9 @@ class Subscriptions:
         the months it changes at their old tier and invoice them at the new one."""
         self._in_bounds(lambda: self.bounds.check_date(command.effective_on, "effective_on"))
         member, membership = await self._member(ctx.session, command.member)
+        # Locked before its timeline and invoices are read: a run billing it meanwhile
+        # waits, or has billed it and its invoice is found below.
+        membership = await store.membership_for_update(ctx.session, membership.id)
         before = await store.timeline_of(ctx.session, membership)
         old_code = before.tier_on(command.effective_on)
         change = DatedTier(command.effective_on, command.tier)
@@ -263,6 +277,7 @@ class Subscriptions:
         the catalog refunds leavers, and any later year billed in advance in full."""
         self._in_bounds(lambda: self.bounds.check_date(command.leaves_on, "leaves_on"))
         member, membership = await self._member(ctx.session, command.member)
+        membership = await store.membership_for_update(ctx.session, membership.id)  # as above
         try:
             domain.check_leaving(
                 starts_on=membership.starts_on,
@@ -536,125 +551,102 @@ class Subscriptions:
         return {"invoices": [invoice_summary_row(i) for i in await ctx.session.scalars(query)]}
 
     async def show_invoice(self, command: ShowInvoice, ctx: CommandContext) -> dict[str, Any]:
-        invoice = await store.find_invoice(ctx.session, command.number)
-        if invoice is None:
-            raise Refused("not_found", f"no invoice or credit note {command.number}", "number")
-        lines = await store.lines_of(ctx.session, invoice.id)
-        payments = await ctx.session.scalars(
-            select(Payment).where(Payment.invoice_id == invoice.id).order_by(Payment.received_on)
-        )
-        credits = None
-        if invoice.credits_invoice_id:
-            credited = await ctx.session.get(Invoice, invoice.credits_invoice_id)
-            credits = credited.display_number if credited else None
-        replaces = (
-            await ctx.session.get(Invoice, invoice.replaces_invoice_id)
-            if invoice.replaces_invoice_id
-            else None
-        )
-        allocations = await store.allocations_of(ctx.session, invoice)
-        document = {
-            **invoice_summary_row(invoice),
-            "credits_invoice": credits,
-            "replaces_invoice": replaces.display_number if replaces else None,
-            # An invoice: the credit notes set against it. A credit note: the
-            # invoices it was set against, and what is left on the member's account.
-            "allocations": allocations,
-            "unallocated": invoice.gross_pence - sum(a["amount"] for a in allocations)
-            if invoice.kind == "credit_note"
-            else 0,
-            "lines": [
-                {
-                    "description": line.description,
-                    # Who booked the place, on a booking's line; none once erased.
-                    "booker": line.booker_name,
-                    "months": line.months,
-                    "net": line.net_pence,
-                    "vat_rate": line.vat_basis_points / 100,
-                    "vat": line.vat_pence,
-                    "gross": line.net_pence + line.vat_pence,
-                }
-                for line in lines
-            ],
-            "payments": [
-                {
-                    "amount": p.amount_pence,
-                    "received_on": p.received_on.isoformat(),
-                    "reference": p.reference,
-                }
-                for p in payments
-            ],
-        }
+        """One invoice or credit note with its lines, payments and credits, and the HTML
+        of its document if asked; changes nothing."""
+        invoice = await self._document(ctx.session, command.number)
+        document = await invoice_document(ctx.session, invoice)
         if command.html:
-            document["html"] = render_invoice(document, self.settings)
+            document["html"] = invoice_html(document, self.supplier)
         return document
 
+    async def show_document(self, command: ShowDocument, ctx: CommandContext) -> dict[str, Any]:
+        """An invoice or credit note as the file its billing contact receives; changes
+        nothing. The same document always gives the same bytes."""
+        invoice = await self._document(ctx.session, command.number)
+        html = invoice_html(await invoice_document(ctx.session, invoice), self.supplier)
+        rendered = await as_file(
+            html,
+            name=invoice.display_number,
+            format=command.format,
+            identifier=pdf_identifier(invoice.kind, invoice.display_number),
+        )
+        return {"number": invoice.display_number, "kind": invoice.kind, **rendered.answer()}
+
+    async def show_statement(self, command: ShowStatement, ctx: CommandContext) -> dict[str, Any]:
+        """A member's statement of account as at a day, and its document if asked;
+        changes nothing."""
+        on = command.on or self.today()
+        self._in_bounds(lambda: self.bounds.check_date(on, "on"))
+        member, membership = await self._member(ctx.session, command.member)
+        answer = await accounts.statement_of(ctx.session, member, membership, on)
+        if command.format is not None:
+            rendered = await as_file(
+                statement_html(answer, self.supplier),
+                name=f"statement-{_file_name(member.name)}-{on.isoformat()}",
+                format=command.format,
+                identifier=pdf_identifier("statement", member.id, on.isoformat()),
+            )
+            answer["document"] = rendered.answer()
+        return answer
+
+    async def _document(self, session: Any, number: str) -> Invoice:
+        invoice = await store.find_invoice(session, number)
+        if invoice is None:
+            raise Refused("not_found", f"no invoice or credit note {number}", "number")
+        return invoice
+
     async def invoice_summary(self, command: InvoiceSummary, ctx: CommandContext) -> dict[str, Any]:
-        """Billed, paid and outstanding by tier for a year, and outstanding debt by age."""
+        """A year's figures by tier (invoices, billed net, VAT and gross, credited, paid,
+        outstanding) and what is outstanding by age, in all and by tier; void invoices
+        count nowhere. The aged buckets add up to the outstanding total."""
         on = command.on or self.today()
         self._in_bounds(
             lambda: self.bounds.check_year(command.year), lambda: self.bounds.check_date(on, "on")
         )
-        tiers: dict[str, dict[str, int | str]] = {}
-        aged = {"not_due": 0, "1-30": 0, "31-60": 0, "61-90": 0, "over_90": 0}
+        figures = ("invoices", "net", "vat", "billed", "credited", "paid", "outstanding")
+        tiers: dict[str, dict[str, Any]] = {}
+        debts: dict[str, list[tuple[date, int]]] = {}
         rows = await ctx.session.execute(
             select(
                 Invoice.tier,
                 Invoice.kind,
                 Invoice.status,
                 Invoice.due_on,
+                Invoice.net_pence,
+                Invoice.vat_pence,
                 Invoice.gross_pence,
                 Invoice.paid_pence,
                 Invoice.credited_pence,
             ).where(Invoice.year == command.year)
         )
-        for tier, kind, status, due_on, gross, paid, credited in rows:
-            row = tiers.setdefault(
-                tier or "(events)",
-                {
-                    "tier": tier or "(events)",
-                    "invoices": 0,
-                    "billed": 0,
-                    "credited": 0,
-                    "paid": 0,
-                    "outstanding": 0,
-                },
-            )
+        for tier, kind, status, due_on, net, vat, gross, paid, credited in rows:
+            code = tier or "(events)"
+            row = tiers.setdefault(code, {"tier": code, **dict.fromkeys(figures, 0)})
             if status == "void":
                 continue
             if kind == "credit_note":
-                row["credited"] += gross  # type: ignore[operator]
+                row["credited"] += gross
                 continue
             outstanding = billing.balance(gross, paid, credited)
-            row["invoices"] += 1  # type: ignore[operator]
-            row["billed"] += gross  # type: ignore[operator]
-            row["paid"] += paid  # type: ignore[operator]
-            row["outstanding"] += outstanding  # type: ignore[operator]
-            if outstanding > 0 and due_on is not None:
-                days = (on - due_on).days
-                bucket = (
-                    "not_due"
-                    if days <= 0
-                    else "1-30"
-                    if days <= 30
-                    else "31-60"
-                    if days <= 60
-                    else "61-90"
-                    if days <= 90
-                    else "over_90"
-                )
-                aged[bucket] += outstanding
+            row["invoices"] += 1
+            row["net"] += net
+            row["vat"] += vat
+            row["billed"] += gross
+            row["paid"] += paid
+            row["outstanding"] += outstanding
+            # Every invoice has a due date; one without would be owed but never aged.
+            debts.setdefault(code, []).append((due_on or on, outstanding))
         by_tier = [tiers[code] for code in sorted(tiers)]
-        totals = {
-            key: sum(int(row[key]) for row in by_tier)
-            for key in ("invoices", "billed", "credited", "paid", "outstanding")
-        }
+        for row in by_tier:
+            row["aged"] = accounts_rules.aged(debts.get(row["tier"], []), on)
         return {
             "year": command.year,
             "on": on.isoformat(),
             "tiers": by_tier,
-            "totals": totals,
-            "aged": aged,
+            "totals": {key: sum(row[key] for row in by_tier) for key in figures},
+            "aged": accounts_rules.aged(
+                (debt for code in sorted(debts) for debt in debts[code]), on
+            ),
         }
 
     # Payments
@@ -960,6 +952,62 @@ def invoice_summary_row(invoice: Invoice) -> dict[str, Any]:
         "status": invoice.status,
         "booking_id": invoice.booking_id,
     }
+
+
+async def invoice_document(session: Any, invoice: Invoice) -> dict[str, Any]:
+    """An invoice or credit note with its lines, payments and credits: ShowInvoice's answer,
+    and what its document is rendered from."""
+    lines = await store.lines_of(session, invoice.id)
+    payments = await session.scalars(
+        select(Payment).where(Payment.invoice_id == invoice.id).order_by(Payment.received_on)
+    )
+    credits = None
+    if invoice.credits_invoice_id:
+        credited = await session.get(Invoice, invoice.credits_invoice_id)
+        credits = credited.display_number if credited else None
+    replaces = (
+        await session.get(Invoice, invoice.replaces_invoice_id)
+        if invoice.replaces_invoice_id
+        else None
+    )
+    allocations = await store.allocations_of(session, invoice)
+    return {
+        **invoice_summary_row(invoice),
+        "credits_invoice": credits,
+        "replaces_invoice": replaces.display_number if replaces else None,
+        # An invoice: the credit notes set against it. A credit note: the
+        # invoices it was set against, and what is left on the member's account.
+        "allocations": allocations,
+        "unallocated": invoice.gross_pence - sum(a["amount"] for a in allocations)
+        if invoice.kind == "credit_note"
+        else 0,
+        "lines": [
+            {
+                "description": line.description,
+                # Who booked the place, on a booking's line; none once erased.
+                "booker": line.booker_name,
+                "months": line.months,
+                "net": line.net_pence,
+                "vat_rate": line.vat_basis_points / 100,
+                "vat": line.vat_pence,
+                "gross": line.net_pence + line.vat_pence,
+            }
+            for line in lines
+        ],
+        "payments": [
+            {
+                "amount": p.amount_pence,
+                "received_on": p.received_on.isoformat(),
+                "reference": p.reference,
+            }
+            for p in payments
+        ],
+    }
+
+
+def _file_name(name: str) -> str:
+    """A member's name as part of a file name: 'Bury Council' → 'bury-council'."""
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split()) or "member"
 
 
 async def count_invoices(session: Any, year: int | None = None) -> int:

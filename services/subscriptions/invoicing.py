@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope
@@ -52,6 +53,7 @@ from services.subscriptions.store import (
     Membership,
     TierChange,
     display_number,
+    lock_memberships,
     renew_lease,
     take_numbers,
     tier_changes_of,
@@ -361,10 +363,15 @@ async def count_billed(session: AsyncSession, year: int) -> int:
 
 
 async def unbilled(
-    session: AsyncSession, year: int, *, after: str = "", limit: int | None = None
+    session: AsyncSession,
+    year: int,
+    *,
+    after: str = "",
+    limit: int | None = None,
+    among: list[str] | None = None,
 ) -> list[Any]:
-    """Memberships active in ``year`` with no recurring invoice for it, by name: the run
-    numbers invoices in alphabetical order of member."""
+    """Memberships active in ``year`` with no recurring invoice for it (of ``among``, if
+    given), by name: the run numbers invoices in alphabetical order of member."""
     query = (
         select(
             Membership.id.label("membership_id"),
@@ -383,6 +390,8 @@ async def unbilled(
         .where(_active_in(year), ~_billed_in(year), Member.name_key > after)
         .order_by(Member.name_key)
     )
+    if among is not None:
+        query = query.where(Membership.id.in_(among))
     if limit is not None:
         query = query.limit(limit)
     # Plain rows, not ORM objects: a run reads thousands per chunk.
@@ -474,9 +483,7 @@ async def request_run(
     run bills whoever it left unbilled.
     """
     catalog.check_year(year)
-    for other in await session.scalars(
-        select(InvoiceRun).where(InvoiceRun.year == year, InvoiceRun.status.in_(ACTIVE))
-    ):
+    for other in await _active_runs(session, year):
         if _aware(other.lease_until) > now:
             raise RunBusy(other)
         other.status = "interrupted"
@@ -496,9 +503,27 @@ async def request_run(
         net_pence=0,
         gross_pence=0,
     )
-    session.add(run)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        # Another replica recorded a run of this year since we looked (the index of one
+        # active run per year); it is committed, so it can be read now.
+        others = await _active_runs(session, year)
+        if not others:
+            raise
+        raise RunBusy(others[0]) from None
     return run
+
+
+async def _active_runs(session: AsyncSession, year: int) -> list[InvoiceRun]:
+    return list(
+        await session.scalars(
+            select(InvoiceRun)
+            .where(InvoiceRun.year == year, InvoiceRun.status.in_(ACTIVE))
+            .execution_options(populate_existing=True)
+        )
+    )
 
 
 def _aware(moment: datetime) -> datetime:
@@ -562,20 +587,40 @@ class Runner:
     async def claim(self) -> InvoiceRun | None:
         now = self.clock()
         async with self.sessions() as session, session.begin():
-            candidates = await session.scalars(
-                select(InvoiceRun)
-                .where(InvoiceRun.status.in_(ACTIVE))
-                .order_by(InvoiceRun.created_at)
+            candidates = list(
+                await session.scalars(
+                    select(InvoiceRun)
+                    .where(InvoiceRun.status.in_(ACTIVE))
+                    .order_by(InvoiceRun.created_at)
+                )
             )
             for run in candidates:
                 if run.status == "running" and _aware(run.lease_until) > now:
                     continue  # someone is on it
+                # Taken only if it is as we read it: the replicas' runners all look for
+                # queued runs, and on PostgreSQL two would otherwise both start one.
+                taken = await session.execute(
+                    update(InvoiceRun)
+                    .where(
+                        InvoiceRun.id == run.id,
+                        InvoiceRun.status == run.status,
+                        InvoiceRun.owner.is_(None)
+                        if run.owner is None
+                        else InvoiceRun.owner == run.owner,
+                    )
+                    .values(
+                        status="running",
+                        owner=self.owner,
+                        started_at=run.started_at or now,
+                        lease_until=now + timedelta(seconds=self.lease_s),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if not taken.rowcount:  # type: ignore[attr-defined]
+                    continue  # another runner got there first
                 if run.status == "running":
                     log.warning("taking over invoicing run %s abandoned by %s", run.id, run.owner)
-                run.status = "running"
-                run.owner = self.owner
-                run.started_at = run.started_at or now
-                run.lease_until = now + timedelta(seconds=self.lease_s)
+                await session.refresh(run)
                 return run
         return None
 
@@ -612,6 +657,14 @@ class Runner:
         if not batch:
             await self._finish(session, record, now)
             return None, after
+        cursor = batch[-1].name_key
+        # Locked, then read again: a tier change or a leave committed since the first
+        # read is billed as it now stands, and one not yet made waits for this chunk,
+        # then finds the invoice and credits and re-invoices what it alters.
+        await lock_memberships(session, [row.membership_id for row in batch])
+        batch = await unbilled(
+            session, run.year, after=after, among=[row.membership_id for row in batch]
+        )
         charges = []
         changes = await tier_changes_of(session, [row.membership_id for row in batch])
         for row in batch:
@@ -669,7 +722,7 @@ class Runner:
             await session.execute(LINES.insert(), lines)
             await outbox.add_many(session, facts)
         record.issued += len(invoices)
-        return len(invoices), batch[-1].name_key
+        return len(invoices), cursor
 
     async def _finish(self, session: AsyncSession, record: InvoiceRun, now: datetime) -> None:
         record.status = "completed"

@@ -90,8 +90,21 @@ class NumberSeries(Base):
     last_number: Mapped[int] = mapped_column(Integer)
 
 
+ACTIVE_RUN_SQL = "status IN ('queued', 'running')"
+
+
 class InvoiceRun(Base):
     __tablename__ = "invoice_runs"
+    __table_args__ = (
+        # One run of a year going at a time, whichever replica was asked (migration 0009).
+        Index(
+            "uq_invoice_runs_active_year",
+            "year",
+            unique=True,
+            sqlite_where=text(ACTIVE_RUN_SQL),
+            postgresql_where=text(ACTIVE_RUN_SQL),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     year: Mapped[int] = mapped_column(Integer, index=True)
@@ -343,6 +356,33 @@ async def find_member(session: AsyncSession, ref: str) -> tuple[Member, Membersh
     return member, membership
 
 
+async def membership_for_update(session: AsyncSession, membership_id: str) -> Membership:
+    """A membership, locked until the transaction ends and read afresh.
+
+    Whatever changes what a membership is billed (a tier change, a leave) locks it
+    first, as the invoicing run locks the memberships it bills: one waits for the
+    other, so a change is either seen by the run or made after the run billed the
+    member, and then credits and re-invoices what it alters."""
+    membership = await session.scalar(
+        _locked(select(Membership).where(Membership.id == membership_id), True)
+    )
+    assert membership is not None
+    return membership
+
+
+async def lock_memberships(session: AsyncSession, membership_ids: list[str]) -> None:
+    """Lock the memberships until the transaction ends, in one order (by id) so that two
+    transactions locking several never wait for each other in a circle."""
+    ids = sorted(set(membership_ids))
+    for first in range(0, len(ids), 500):
+        await session.execute(
+            select(Membership.id)
+            .where(Membership.id.in_(ids[first : first + 500]))
+            .order_by(Membership.id)
+            .with_for_update()
+        )
+
+
 async def memberships_of(session: AsyncSession, member_id: str) -> list[Membership]:
     """A member's memberships, the first first: more than one if it left and rejoined."""
     return list(
@@ -398,7 +438,7 @@ async def take_numbers(session: AsyncSession, series: str, count: int) -> int:
     return first
 
 
-def _locked(query: Select[tuple[Invoice]], for_update: bool) -> Select[tuple[Invoice]]:
+def _locked(query: Select[tuple[Any]], for_update: bool) -> Select[tuple[Any]]:
     """``query`` taking a row lock until the transaction ends, if ``for_update``.
 
     A handler that reads an invoice and then changes money or status by what it

@@ -165,6 +165,8 @@ async def test_finance_officers_year_through_the_cli(settings: Settings, tmp_pat
         )
         assert summary["totals"] == {
             "invoices": 3,
+            "net": 1_200_000,
+            "vat": 0,
             "billed": 1_200_000,
             "credited": 0,
             "paid": 50_000,

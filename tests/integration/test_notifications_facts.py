@@ -3,10 +3,13 @@ promotion, cancellation, a moved or cancelled event, reminders, invoices and pay
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from contracts import Envelope
 from contracts.events_v1 import (
@@ -19,7 +22,14 @@ from contracts.events_v1 import (
     UpdateEvent,
 )
 from contracts.money import Money
-from contracts.subscriptions_v1 import DocumentLine, InvoiceIssued, InvoiceOverdue, InvoicePaid
+from contracts.subscriptions_v1 import (
+    DocumentLine,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoicePaid,
+    ShowDocument,
+)
+from contracts.system_v1 import Reply
 from kernel.commands import request
 from kernel.settings import Settings
 from services.notifications.app import create_service
@@ -169,6 +179,24 @@ async def test_reminders_and_invoices_reach_their_people(
             billing_email="accounts@wyre.example.gov.uk",
         ),
     ]
+    # Subscriptions, stood in for: the invoice's PDF, asked for by number when it is sent.
+    printed = b"%PDF-1.7 INV-000007 stood in for\n%%EOF\n"
+    asked: list[dict[str, object]] = []
+
+    async def show_document(msg: Msg) -> None:
+        request = Envelope.from_bytes(msg.data)
+        asked.append(request.data)
+        answer = {
+            "number": request.data["number"],
+            "kind": "invoice",
+            "filename": f"{request.data['number']}.pdf",
+            "media_type": "application/pdf",
+            "content_base64": base64.b64encode(printed).decode(),
+            "sha256": hashlib.sha256(printed).hexdigest(),
+        }
+        await msg.respond(Reply(ok=True, data=answer).model_dump_json().encode())
+
+    await nc.subscribe(ShowDocument.SUBJECT, queue="subscriptions", cb=show_document)
     async with create_service(settings).running():
         for fact in facts:
             envelope = Envelope.wrap(fact)
@@ -182,10 +210,13 @@ async def test_reminders_and_invoices_reach_their_people(
     assert _calendar(reminder) is not None
     invoice = next(m for m in mailbox.mails() if "Invoice INV-000007" in m.subject)
     assert "£10,800.00" in invoice.subject
-    (document,) = [
-        p for p in invoice.message.iter_attachments() if p.get_filename() == "INV-000007.html"
-    ]
-    assert "£9,000.00" in document.get_content()
+    (document,) = list(invoice.message.iter_attachments())
+    assert (document.get_filename(), document.get_content_type()) == (
+        "INV-000007.pdf",
+        "application/pdf",
+    )
+    assert document.get_payload(decode=True) == printed
+    assert asked == [{"number": "INV-000007", "format": "pdf"}]
     paid = next(m for m in mailbox.mails() if "Payment received" in m.subject)
     assert "paid in full" in paid.text()
     overdue = next(m for m in mailbox.mails() if m.to == "accounts@wyre.example.gov.uk")

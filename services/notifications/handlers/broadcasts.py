@@ -82,19 +82,25 @@ class Broadcasts:
                 settings.public_url, settings.unsubscribe_secret, contact_id, command.topic
             ),
         )
-        broadcast = store.Broadcast(
-            id=broadcast_id,
-            topic=command.topic,
-            template=command.template,
-            channels=",".join(dict.fromkeys(command.channels)),
-            urgent=command.urgent,
-            recipients=fan.recipients,
-            planned=len(fan.planned),
-            skipped_for_consent=fan.skipped_for_consent,
-            created_at=datetime.now(UTC),
-            context=json.dumps(fan.shared),
+        broadcast = await store.add_broadcast(
+            ctx.session,
+            {
+                "id": broadcast_id,
+                "topic": command.topic,
+                "template": command.template,
+                "channels": ",".join(dict.fromkeys(command.channels)),
+                "urgent": command.urgent,
+                "recipients": fan.recipients,
+                "planned": len(fan.planned),
+                "skipped_for_consent": fan.skipped_for_consent,
+                "created_at": datetime.now(UTC),
+                "context": json.dumps(fan.shared),
+            },
         )
-        ctx.session.add(broadcast)
+        if broadcast is None:  # another replica planned this very command meanwhile
+            planned = await store.broadcast(ctx.session, broadcast_id)
+            assert planned is not None
+            return _broadcast_answer(planned)
         await store.plan_broadcast(ctx.session, broadcast_id, fan.planned)
         if not fan.planned:  # nobody to wait for: it is complete now
             await complete_broadcast(ctx.session, broadcast, ctx.publish, {"sent": 0, "failed": 0})

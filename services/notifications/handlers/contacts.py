@@ -190,7 +190,7 @@ async def forget_contact(command: ForgetContact, ctx: CommandContext) -> dict[st
 
 async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[str, Any]:
     """Put a failed delivery back in line, with its retries afresh."""
-    delivery = await ctx.session.get(store.Delivery, command.delivery_id)
+    delivery = await store.delivery_for_update(ctx.session, command.delivery_id)
     if delivery is None:
         raise Refused("not_found", f"there is no delivery {command.delivery_id}", "delivery_id")
     if delivery.status != "failed":
