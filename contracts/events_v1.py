@@ -140,6 +140,12 @@ class BookingCancelled(Message):
     )
     was: Literal["confirmed", "waitlisted"] = Field(description="The booking's status before.")
     event_title: str | None = Field(default=None, description="The event's title, for the message.")
+    event_reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Why the event was cancelled, in the organiser's words, for the booker; "
+        "only when reason is event_cancelled and the organiser gave one.",
+    )
     booker: Booker | None = Field(default=None, description="Who to tell.")
     calendar: CalendarEntry | None = Field(
         default=None,
@@ -511,6 +517,62 @@ class EventReport(_Command):
     SUBJECT: ClassVar[str] = "events.cmd.report"
 
     event_id: EventId = Field(description="Id of the event.")
+
+
+FinancialYear = Annotated[int, Field(ge=2000, le=2100)]
+
+
+class ChannelCosts(BaseModel):
+    """What one booking costs the partnership to take through each channel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    web: Money = Field(description="A booking a person makes on the site.")
+    phone: Money = Field(description="A booking staff take by phone.")
+    in_person: Money = Field(description="A booking staff take face to face.")
+
+
+@register
+class ChannelShiftReport(_Command):
+    """Command: bookings made in a financial year by channel (web, phone, in person), per
+    month and programme, each at its unit cost, and what the web bookings saved against
+    taking each of them by phone. Changes nothing.
+
+    A booking counts in the London month it was made, whatever became of it since
+    (waiting, cancelled, erased): it was a booking taken through its channel.
+    """
+
+    TYPE: ClassVar[str] = "ChannelShiftReport"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "events.cmd.channel_shift_report"
+
+    year: FinancialYear = Field(
+        description="Financial year: 2026 is bookings made from 1 April 2026 to 31 March 2027."
+    )
+    programme: Programme | None = Field(
+        default=None, description="Only bookings for this programme's events."
+    )
+    unit_costs: ChannelCosts = Field(description="What a booking costs through each channel.")
+
+
+@register
+class OrganisationsReport(_Command):
+    """Command: how many different organisations attended each event starting in a
+    financial year (published or held; not drafts or cancelled events) and each programme
+    across its events, as partnerships measure reach. Changes nothing.
+
+    An organisation counts once it has one checked-in booking: by member id, or by name
+    for non-members; a person booking for no organisation adds none.
+    """
+
+    TYPE: ClassVar[str] = "OrganisationsReport"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "events.cmd.organisations_report"
+
+    year: FinancialYear = Field(
+        description="Financial year: 2026 is events starting from 1 April 2026 to 31 March 2027."
+    )
+    programme: Programme | None = Field(default=None, description="Only this programme's events.")
 
 
 @register

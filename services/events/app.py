@@ -39,6 +39,7 @@ def create_service(
     events = handlers.EventCommands(own, clock)
     bookings = handlers.BookingCommands(own, clock)
     people = handlers.People(own)
+    reports = handlers.ReportCommands(own, clock)
     for model, handler in (
         (contract.CreateEvent, events.create_event),
         (contract.UpdateEvent, events.update_event),
@@ -49,6 +50,8 @@ def create_service(
         (contract.EventFeed, events.feed),
         (contract.EventCalendar, events.event_calendar),
         (contract.EventReport, events.report),
+        (contract.ChannelShiftReport, reports.channel_shift),
+        (contract.OrganisationsReport, reports.organisations),
         (contract.CancelBooking, bookings.cancel_booking),
         (contract.ShowBooking, bookings.show_booking),
         (contract.ListBookings, bookings.list_bookings),

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from contracts.events_v1 import BookPlace
+from contracts.events_v1 import BookPlace, Channel
 
 # Control characters (C0 and C1) have no place in a one-line field.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -81,8 +81,11 @@ class BookingForm:
                 problems.by_field[required] = MESSAGES[required]
         return booking, problems
 
-    def command(self, event_id: str) -> tuple[BookPlace | None, FormProblems]:
-        """The BookPlace this form asks for, or the fields the contract refuses."""
+    def command(
+        self, event_id: str, channel: Channel = "web"
+    ) -> tuple[BookPlace | None, FormProblems]:
+        """The BookPlace this form asks for, or the fields the contract refuses: a person's
+        own booking on the site (``web``), or one staff take for them."""
         try:
             return (
                 BookPlace(
@@ -93,7 +96,7 @@ class BookingForm:
                     sms=self.sms,
                     member_id=self.member_id or None,
                     organisation_name=None if self.member_id else (self.organisation_name or None),
-                    channel="web",
+                    channel=channel,
                 ),
                 FormProblems(),
             )

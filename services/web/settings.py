@@ -60,3 +60,14 @@ class WebSettings(BaseSettings):
         description="The first lock's length; each wrong password after it doubles it "
         "(at most a day).",
     )
+
+    # The channel-shift report: what one booking costs the partnership through each channel.
+    unit_cost_web_pence: int = Field(
+        default=39, ge=0, description="What a booking made on the site costs, in pence."
+    )
+    unit_cost_phone_pence: int = Field(
+        default=321, ge=0, description="What a booking taken by phone costs, in pence."
+    )
+    unit_cost_in_person_pence: int = Field(
+        default=823, ge=0, description="What a booking taken face to face costs, in pence."
+    )

@@ -28,6 +28,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from contracts.people_v1 import ERASED_FACTS, EXPORT_COMMANDS, HOLDERS, PersonErasureRequested
+from contracts.subscriptions_v1 import ShowDocument
 from contracts.system_v1 import DOORS, SERVICES, health_subject
 from kernel import production
 from kernel.personal import KEY_SUBJECT, KEYS_STREAM, SHREDDED_SUBJECT, ensure_keys_stream
@@ -237,11 +238,16 @@ def test_every_stream_has_one_owner_that_declares_it(tmp_path: Path) -> None:
     assert KEYS_STREAM not in {spec.name for spec in STREAMS}  # the keyring's own
 
 
+# Another service's commands a service sends (services/notifications/documents.py).
+COMMANDS_SENT = {"notifications": {ShowDocument.SUBJECT}}
+
+
 def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
     """What ``service``'s code needs, as accounts.conf must say it."""
     own = service.upper()
     facts = {s for spec in STREAMS if spec.name == own for s in spec.subjects}
     publish = facts | {f"{DLQ_PREFIX}.{service}.>", "_VESTRY.progress.*"}
+    publish |= COMMANDS_SENT.get(service, set())
     subscribe = {f"{service}.cmd.>", f"_INBOX_{service}.>"}
     # kernel/streams.ensure_streams: its own stream, the DLQ and, for a holder of
     # personal data, PEOPLE (streams_of), created if absent.
@@ -294,7 +300,7 @@ def test_service_user_allows_exactly_what_its_code_uses(service: str, tmp_path: 
             assert may_publish(service, sample) == (spec.name == service.upper()), sample
     for other in SERVICES:
         assert may_publish(service, f"dlq.{other}.x.y") == (other == service)
-        # ... no other service's commands, to send or to receive ...
+        # ... no other service's commands, to send (but the few it must) or to receive ...
         assert not may_publish(service, f"{other}.cmd.run_invoicing")
         assert may_subscribe(service, f"{other}.cmd.x") == (other == service)
     # ... person keys made and read, never erased, nor an erasure asked for or announced.

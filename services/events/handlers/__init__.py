@@ -16,12 +16,14 @@ from services.events.handlers.memberships import (
 )
 from services.events.handlers.people import People
 from services.events.handlers.places import Places, attendance_recorded
+from services.events.handlers.reports import ReportCommands
 
 __all__ = [
     "BookingCommands",
     "EventCommands",
     "People",
     "Places",
+    "ReportCommands",
     "attendance_recorded",
     "on_membership_changed",
     "on_membership_ended",

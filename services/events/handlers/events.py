@@ -33,6 +33,7 @@ from services.events.handlers.places import (
     opening,
     utc,
 )
+from services.events.handlers.reports import organisations_attending
 from services.events.store import Event
 
 # Fields of an event that its calendar entry shows: a change to one raises SEQUENCE.
@@ -226,7 +227,13 @@ class EventCommands(Places):
             )
         for booking in live:
             await cancel_one(
-                ctx.publish, booking, event, now=now, reason="event_cancelled", entry=entry
+                ctx.publish,
+                booking,
+                event,
+                now=now,
+                reason="event_cancelled",
+                entry=entry,
+                event_reason=command.reason,
             )
         event.confirmed = 0
         await store.void_pending_reminders(ctx.session, event_id=event.id)
@@ -297,12 +304,14 @@ class EventCommands(Places):
         }
 
     async def report(self, command: EventReport, ctx: CommandContext) -> dict[str, Any]:
-        """Booked, attended, no-shows, organisations attending and bookings by channel."""
+        """Booked, attended, no-shows, organisations attending (and which) and bookings by
+        channel."""
         event = await find_event(ctx, command.event_id)
         bookings = await store.bookings_of(ctx.session, event.id)
         return {
             "event": event_view(event, waiting=await store.waiting_count(ctx.session, event.id)),
             **domain.attendance_report(bookings),
+            "organisations": organisations_attending(bookings),
         }
 
 

@@ -200,8 +200,10 @@ async def cancel_one(
     now: datetime,
     reason: str,
     entry: CalendarEntry,
+    event_reason: str | None = None,
 ) -> None:
-    """Cancel one live booking and say so, once (the id is derived from the booking)."""
+    """Cancel one live booking and say so, once (the id is derived from the booking);
+    ``event_reason`` is the organiser's own words when the whole event is cancelled."""
     was = booking.status
     booking.status = "cancelled"
     booking.cancelled_at = now
@@ -215,6 +217,7 @@ async def cancel_one(
             reason=reason,  # type: ignore[arg-type]
             was=was,  # type: ignore[arg-type]
             event_title=event.title,
+            event_reason=event_reason,
             # An erased booker is nobody to tell; the fact still goes, as billing may owe a refund.
             booker=None if domain.is_redacted(booking.email) else booker(booking),
             # Only a confirmed place was ever in the booker's calendar.

@@ -209,6 +209,7 @@ async def on_booking_cancelled(
         "event_title": fact.event_title or "your event",
         "reference": fact.reference,
         "was": fact.was,
+        "why": fact.event_reason,
     }
     if fact.calendar is not None and fact.was == "confirmed":
         context.update(_event_context(fact.calendar))

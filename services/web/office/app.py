@@ -17,11 +17,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.templating import Jinja2Templates
 
+from contracts.events_v1 import ChannelCosts
+from contracts.money import Money
 from kernel import migrations
 from kernel.settings import Settings
 from kernel.store import create_engine, redacted, session_factory
 from services.web import NAME
-from services.web.office import invoicing, members, sign_in, today
+from services.web.office import checkin, events, invoicing, members, reports, sign_in, today
 from services.web.office.accounts import SESSION_COOKIE, Accounts
 from services.web.office.door import StaffDoor
 from services.web.office.staff import answer_staff_commands
@@ -34,7 +36,15 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 mount = Mount(
     "/office",
-    routes=[*sign_in.routes, *today.routes, *members.routes, *invoicing.routes],
+    routes=[
+        *sign_in.routes,
+        *today.routes,
+        *members.routes,
+        *invoicing.routes,
+        *events.routes,
+        *checkin.routes,
+        *reports.routes,
+    ],
     middleware=[Middleware(StaffDoor)],
     name="office",
 )
@@ -49,6 +59,7 @@ class Office:
     secure_cookies: bool
     sign_in_limit: RateLimit
     store_url: str
+    unit_costs: ChannelCosts  # what a booking costs through each channel (channel shift)
 
     def cookie(self, token: str, *, max_age: int | None = None) -> str:
         """The session cookie: HttpOnly, SameSite=Strict, Secure outside development,
@@ -76,6 +87,11 @@ async def running(
             secure_cookies=web.secure_cookies,
             sign_in_limit=RateLimit(web.sign_ins_per_minute),
             store_url=redacted(url),
+            unit_costs=ChannelCosts(
+                web=Money(amount_minor=web.unit_cost_web_pence),
+                phone=Money(amount_minor=web.unit_cost_phone_pence),
+                in_person=Money(amount_minor=web.unit_cost_in_person_pence),
+            ),
         )
         add_filters(state.pages)
         state.office = office
