@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, Message
 from kernel import inbox
+from kernel.personal import Keyring
 from kernel.store import answers_table, outbox_table
 
 log = logging.getLogger(__name__)
@@ -28,16 +30,12 @@ async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
 async def add_many(session: AsyncSession, facts: list[tuple[Envelope, str]]) -> None:
     """Queue many (envelope, subject) pairs in one statement; they leave only if it commits.
 
-    A service's sessions carry its keyring (``session.info["keyring"]``, set by the
-    runtime), and every personal field is sealed under its person's key here, before
-    it is written: no outbox row, stream message or dead letter holds it in clear.
+    Personal fields are written as they are: the relay seals them when it publishes
+    (``OutboxRelay``), so a command needs no more than the store, even while the bus
+    is down.
     """
     if not facts:
         return
-    keyring = session.info.get("keyring")
-    if keyring is not None:
-        sealed = await keyring.seal([envelope for envelope, _ in facts])
-        facts = [(envelope, subject) for envelope, (_, subject) in zip(sealed, facts, strict=True)]
     now = datetime.now(UTC)
     await session.execute(
         outbox_table.insert(),
@@ -105,6 +103,7 @@ class OutboxRelay:
         keep_sent_s: float | None = None,
         keep_handled_s: float | None = None,
         keep_answers_s: float | None = None,
+        keyring: Keyring | None = None,
         tidy_every_s: float = 60.0,
     ) -> None:
         self._sessions = sessions
@@ -115,6 +114,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
         self.published = 0
+        self._keyring = keyring
         self._keep_sent_s = keep_sent_s
         self._keep_handled_s = keep_handled_s
         self._keep_answers_s = keep_answers_s
@@ -190,10 +190,26 @@ class OutboxRelay:
         pending = await self.next_batch()
         if not pending:
             return 0
-        await self.publish(pending)
-        await self.mark_sent([row.id for row in pending])
+        sealed = await self.seal(pending)
+        await self.publish(sealed)
+        await self.mark_sent(
+            [row.id for row in sealed],
+            resealed=[new for new, old in zip(sealed, pending, strict=True) if new is not old],
+        )
         self.published += len(pending)
         return len(pending)
+
+    async def seal(self, pending: list[Pending]) -> list[Pending]:
+        """The rows as they may leave: each personal field sealed under its person's key
+        (``kernel.personal``). A row naming nobody is returned as it is."""
+        if self._keyring is None:
+            return pending
+        envelopes = [Envelope.from_bytes(row.payload) for row in pending]
+        sealed = await self._keyring.seal(envelopes)
+        return [
+            row if new is old else Pending(row.id, row.subject, new.to_bytes())
+            for row, old, new in zip(pending, envelopes, sealed, strict=True)
+        ]
 
     async def next_batch(self) -> list[Pending]:
         async with self._sessions() as session:
@@ -217,10 +233,19 @@ class OutboxRelay:
             for future in futures:
                 future.cancel()
 
-    async def mark_sent(self, ids: list[str]) -> None:
+    async def mark_sent(self, ids: list[str], resealed: Sequence[Pending] = ()) -> None:
+        """Mark ``ids`` sent; a row that was sealed to leave keeps only its sealed form,
+        so no published row holds a person's details in clear."""
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(outbox_table)
                 .where(outbox_table.c.id.in_(ids))
                 .values(sent_at=datetime.now(UTC))
             )
+            if resealed:
+                await session.execute(
+                    update(outbox_table)
+                    .where(outbox_table.c.id == bindparam("row_id"))
+                    .values(payload=bindparam("sealed")),
+                    [{"row_id": row.id, "sealed": row.payload} for row in resealed],
+                )

@@ -1,8 +1,9 @@
 """Crypto-shredding: personal fields in facts sealed with a key per person.
 
 A fact's fields marked ``Personal`` (contracts/personal.py) are encrypted with
-AES-256-GCM under a key that belongs to one person, before the fact enters the
-outbox; a consumer opens them before its handler sees the fact. The keys live
+AES-256-GCM under a key that belongs to one person when the outbox relay publishes
+the fact (and the published row keeps only the sealed form); a consumer opens them
+before its handler sees the fact. The keys live
 in a JetStream stream of their own (PERSON_KEYS), one message per person on
 ``people.key.<person id>``, the person id an HMAC of their address under
 ``person_key_secret``, so the key store names no one. Erasing a person deletes

@@ -96,7 +96,8 @@ class Service:
         self.relay: outbox.OutboxRelay | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[Callable[[Service], Coroutine[Any, Any, None]]] = []
-        self.broker.subscriber(health_subject(name), queue=name)(self._health_endpoint)
+        # Health is not a queue group: every replica answers, so `vestry status` lists each.
+        self.broker.subscriber(health_subject(name))(self._health_endpoint)
         # Operators' requests, like commands, are parsed by pydantic from the bytes.
         for subject, endpoint in (
             (replay_subject(name), self._replay_endpoint),
@@ -229,7 +230,6 @@ class Service:
                 secret=self.settings.person_key_secret,
                 replicas=self.settings.stream_replicas,
             )
-            self.sessions.configure(info={"keyring": self.keyring})
         # Each service declares only its own stream and the DLQ; a stream it
         # consumes is its owner's to declare, and the consumer waits for it.
         await ensure_streams(
@@ -246,6 +246,7 @@ class Service:
             keep_sent_s=self.settings.outbox_retention_s,
             keep_handled_s=self.settings.inbox_retention_s,
             keep_answers_s=self.settings.command_answer_retention_s,
+            keyring=self.keyring,
         )
         await self._take_batched_commands()
         self.consumers = [

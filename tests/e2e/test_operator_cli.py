@@ -82,7 +82,10 @@ async def test_an_operators_night(settings: Settings, nc: Client, mailbox: Mailb
         code, _, err = await vestry(
             settings, "replay", "--stream", "NOTIFICATIONS", "--into", "events"
         )
-        assert code == 1 and "events reads PEOPLE, SUBSCRIPTIONS, not NOTIFICATIONS (field: stream)" in err
+        assert (
+            code == 1
+            and "events reads PEOPLE, SUBSCRIPTIONS, not NOTIFICATIONS (field: stream)" in err
+        )
         code, _, err = await vestry(settings, "replay", "--stream", "EVENTS", "--into", "billing")
         assert code == 1 and "no service called 'billing'" in err
         code, _, err = await vestry(
