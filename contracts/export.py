@@ -18,8 +18,6 @@ _DEFS = "#/$defs/"
 _SCHEMAS = "#/components/schemas/"
 _NATS_BINDING = "0.1.0"
 
-# What an OPS record's action can be: every `ops.record` call in vestry/ (the CLI and the demo).
-OPS_ACTIONS = ("purge", "rebuild", "redrive", "replay")
 # Why a message is dead-lettered: kernel.deadletter.Failure.kind.
 FAILURE_KINDS = ("malformed", "unsupported", "invalid", "handler", "undeliverable")
 
@@ -30,8 +28,8 @@ def schemas(registry: Registry = REGISTRY) -> dict[str, dict[str, Any]]:
 
 
 def asyncapi_document(registry: Registry = REGISTRY) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document of every subject: the registered facts and commands, the
-    replies to commands, the dead letters (DLQ) and the operator record (OPS).
+    """An AsyncAPI 3.0 document of every subject: the registered facts and commands (the
+    audit's ActionRecorded among them), the replies to commands and the dead letters (DLQ).
 
     Every registered message travels in an ``Envelope`` whose ``data`` is the message's
     schema. The models' ``$defs`` are hoisted into ``components/schemas``: a name shared by
@@ -46,7 +44,6 @@ def asyncapi_document(registry: Registry = REGISTRY) -> dict[str, Any]:
             "Reply": Reply.model_json_schema(),
             "FactHeaders": _fact_headers(),
             "DeadLetterHeaders": _dead_letter_headers(),
-            "OpsRecord": _ops_record(),
         }
     )
     channels: dict[str, Any] = {}
@@ -89,12 +86,6 @@ def asyncapi_document(registry: Registry = REGISTRY) -> dict[str, Any]:
             "messages": [{"$ref": "#/channels/dlq/messages/DeadLetter"}],
             "summary": f"{service} stores a message it could not handle in the DLQ stream",
         }
-    operations["operator_record_action"] = {
-        "action": "send",
-        "channel": {"$ref": "#/channels/ops"},
-        "messages": [{"$ref": "#/channels/ops/messages/OpsRecord"}],
-        "summary": "The vestry CLI records an operator action in the OPS stream",
-    }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -222,16 +213,6 @@ def _system_messages() -> dict[str, Any]:
                 ],
             },
         },
-        "OpsRecord": {
-            "name": "OpsRecord",
-            "title": "Operator action",
-            "summary": "What an operator did, with which filters, when, by whom, and the result.",
-            "description": (
-                "Published (not in an Envelope) by the vestry CLI to the OPS stream after "
-                "each replay, rebuild, redrive and purge, with Nats-Msg-Id set to its id."
-            ),
-            "payload": {"$ref": _SCHEMAS + "OpsRecord"},
-        },
     }
 
 
@@ -264,16 +245,6 @@ def _system_channels() -> dict[str, Any]:
                 },
             },
             "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
-        },
-        "ops": {
-            "address": "ops.action.{action}",
-            "title": "Operator actions",
-            "description": "The OPS stream (subjects ops.action.*): a record of each operator "
-            "action.",
-            "parameters": {
-                "action": {"description": "What the operator did.", "enum": list(OPS_ACTIONS)}
-            },
-            "messages": {"OpsRecord": {"$ref": "#/components/messages/OpsRecord"}},
         },
     }
 
@@ -339,41 +310,6 @@ def _dead_letter_headers() -> dict[str, Any]:
         "type": "object",
         "properties": properties,
         "required": sorted(properties),
-    }
-
-
-def _ops_record() -> dict[str, Any]:
-    """The entry vestry.ops.record publishes."""
-    return {
-        "title": "OpsRecord",
-        "description": "A record of one operator action.",
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "format": "uuid", "description": "Random id of the record."},
-            "action": {
-                "type": "string",
-                "enum": list(OPS_ACTIONS),
-                "description": "What was done; also the last token of the subject.",
-            },
-            "filters": {
-                "type": "object",
-                "additionalProperties": True,
-                "description": "What the operator asked for, e.g. replay: {into, stream, "
-                "subject, from_seq, …}; rebuild: {service}; redrive: {ids, all}; purge: "
-                "{older_than_days}.",
-            },
-            "at": {"type": "string", "format": "date-time", "description": "When, UTC."},
-            "by": {"type": "string", "description": "The operator's login name."},
-            "host": {"type": "string", "description": "The host the CLI ran on."},
-            "result": {
-                "type": "object",
-                "additionalProperties": True,
-                "description": "What came of it: replay: a ReplayReport; rebuild: a "
-                "RebuildReport; redrive: {reports: [RedriveReport]}; purge: {removed: [DLQ "
-                "sequences]}.",
-            },
-        },
-        "required": ["id", "action", "filters", "at", "by", "host", "result"],
     }
 
 

@@ -6,13 +6,14 @@ that changes a stream (its subjects, its dedupe window, its copies).
 
 Creates SUBSCRIPTIONS, EVENTS, NOTIFICATIONS, PEOPLE and the DLQ as the services
 declare them (kernel.streams), or brings them up to date, with
-VESTRY_STREAM_REPLICAS copies; creates OPS, the record of operator actions,
-append-only (no message may be deleted from it, and it may not be purged); creates
+VESTRY_STREAM_REPLICAS copies; creates OPS, the audit stream (who did what,
+recorded by the services, the web service and the CLI), append-only (no message
+may be deleted from it, and it may not be purged), as the services would; creates
 PERSON_KEYS, the person keys, as the services and the CLI would
 (kernel.personal.ensure_keys_stream). The services may create their own stream,
-the DLQ, PEOPLE and PERSON_KEYS if they are missing but never change one; nobody
-changes OPS or PERSON_KEYS (new limits on PERSON_KEYS could drop keys, and with
-them every personal field they open).
+the DLQ, OPS, PEOPLE and PERSON_KEYS if they are missing but never change one;
+nobody changes OPS or PERSON_KEYS (new limits on PERSON_KEYS could drop keys, and
+with them every personal field they open).
 
 Prints each stream and exits 0 when every stream is as declared, 1 (naming what
 differs) when one is not, 2 when NATS cannot be reached.
@@ -25,26 +26,21 @@ import sys
 
 import nats
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig, StreamInfo
+from nats.js.api import StreamConfig, StreamInfo
 from nats.js.errors import BadRequestError, NotFoundError
 
 from kernel.personal import KEYS_STREAM, ensure_keys_stream, keys_stream_config
 from kernel.settings import Settings
-from kernel.streams import STREAMS, differences, ensure_streams, stream_config
-from vestry.ops import OPS_STREAM, OPS_SUBJECTS
+from kernel.streams import OPS_STREAM, STREAMS, differences, ensure_streams, stream_config
+
+# The streams the admin brings up to date; OPS is created once and never changed.
+CHANGEABLE = [spec for spec in STREAMS if not spec.append_only]
 
 
-def ops_config(replicas: int) -> StreamConfig:
-    """OPS as the admin declares it: the CLI's record stream, append-only."""
-    return StreamConfig(
-        name=OPS_STREAM,
-        subjects=list(OPS_SUBJECTS),
-        storage=StorageType.FILE,
-        description="Operator actions: replay, rebuild, redrive, purge.",
-        num_replicas=replicas,
-        deny_delete=True,
-        deny_purge=True,
-    )
+def ops_config(replicas: int, duplicate_window_s: float = 24 * 3600) -> StreamConfig:
+    """OPS as the admin and the services declare it: the audit stream, append-only."""
+    [spec] = [spec for spec in STREAMS if spec.name == OPS_STREAM]
+    return stream_config(spec, duplicate_window_s=duplicate_window_s, replicas=replicas)
 
 
 def ops_differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
@@ -97,8 +93,11 @@ async def declare(js: JetStreamContext, settings: Settings, attempts: int = 10) 
                 js,
                 duplicate_window_s=settings.duplicate_window_s,
                 replicas=settings.stream_replicas,
+                streams=CHANGEABLE,
             )
-            ops = await _ensure_ops(js, ops_config(settings.stream_replicas))
+            ops = await _ensure_ops(
+                js, ops_config(settings.stream_replicas, settings.duplicate_window_s)
+            )
             keys = await _ensure_keys(js, settings.stream_replicas)
             break
         except BadRequestError as error:
@@ -107,7 +106,7 @@ async def declare(js: JetStreamContext, settings: Settings, attempts: int = 10) 
             print(f"the cluster is still placing streams ({error.description}); trying again")
             await asyncio.sleep(1)
     problems = []
-    for spec in STREAMS:
+    for spec in CHANGEABLE:
         wanted = stream_config(
             spec, duplicate_window_s=settings.duplicate_window_s, replicas=settings.stream_replicas
         )
@@ -115,7 +114,9 @@ async def declare(js: JetStreamContext, settings: Settings, attempts: int = 10) 
         if changed := differences(info.config, wanted):
             problems.append(f"{spec.name}: differs in {', '.join(changed)}")
         print(f"{spec.name}: {info.state.messages} messages, {info.config.num_replicas} copies")
-    if changed := ops_differences(ops.config, ops_config(settings.stream_replicas)):
+    if changed := ops_differences(
+        ops.config, ops_config(settings.stream_replicas, settings.duplicate_window_s)
+    ):
         problems.append(
             f"{OPS_STREAM}: differs in {', '.join(changed)}; nobody may change it: "
             'see deploy/README.md, "Streams"'

@@ -35,7 +35,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from contracts import REGISTRY, Envelope, Message, UnknownMessage
 from contracts.envelope import MESSAGE_ID_LENGTH
 from contracts.system_v1 import CommandError, Reply
-from kernel import outbox
+from kernel import audit, outbox
 from kernel.outbox import Publisher
 from kernel.store import answers_table
 
@@ -79,6 +79,35 @@ class CommandContext:
     session: AsyncSession
     envelope: Envelope
     publish: Publisher
+    reply_to: str | None = None  # the request's reply subject: whose inbox it is
+    service: str | None = None  # who answers: the owner of the command's subject
+
+    async def record_action(
+        self,
+        action: str,
+        *,
+        target: str | None = None,
+        filters: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> Envelope:
+        """Record in the audit stream (OPS) that this command did ``action``: through the
+        outbox, in the command's own transaction, so a refused or failed command records
+        nothing, and a retry answered with the first answer records nothing again. Who
+        did it is the envelope's staff member, else the NATS user of the reply subject
+        (``kernel.audit``). Call it once the command is sure to take effect."""
+        service = self.service or REGISTRY.spec(self.envelope.type, self.envelope.version).owner
+        record = audit.action_recorded(
+            action,
+            service=service,
+            by=audit.performer(self.envelope.actor, self.reply_to),
+            target=target,
+            filters=filters,
+            result=result,
+            dry_run=dry_run,
+            request_id=self.envelope.id,
+        )
+        return await self.publish(record, id=audit.record_id(service, action, self.envelope.id))
 
 
 CommandHandler = Callable[[Any, CommandContext], Awaitable[dict[str, Any]]]
@@ -158,29 +187,58 @@ async def answer(
     handler: CommandHandler,
     sessions: async_sessionmaker[AsyncSession],
     on_commit: Callable[[], None],
+    reply_to: str | None = None,
+    after_commit: Callable[[Sequence[Envelope]], Awaitable[None]] | None = None,
 ) -> Reply:
     """Validate ``raw`` as an envelope of ``model``, run the handler in one transaction, reply.
 
     Keeps no record of the answer, so a retry runs the command again: for a store without
     the kernel's ``answers`` table (the web service's staff accounts). A service's
     commands go through ``answer_once``.
+
+    With ``after_commit`` (for a store without an outbox either), what the handler
+    publishes is not written to the store but handed to ``after_commit`` once the
+    transaction has committed; if that fails, the effect stands, the failure is
+    logged, and the answer is still given.
     """
     read = read_command(raw, model)
     if isinstance(read, Reply):
         return read
     command, envelope = read
+    published: list[Envelope] = []
     try:
         async with sessions() as session, session.begin():
-            data = await handler(
-                command, CommandContext(session, envelope, Publisher(session, envelope))
+            publish = (
+                _Collecting(session, envelope) if after_commit else Publisher(session, envelope)
             )
+            context = CommandContext(
+                session, envelope, publish, reply_to=reply_to, service=_owner(model)
+            )
+            data = await handler(command, context)
+            published = publish.published
     except Refused as refusal:
         return Reply(ok=False, error=refusal.error, **_about(envelope))
     except Exception:
         log.exception("%s %s failed", envelope.type, envelope.id)
         return _internal_error(envelope)
     on_commit()
+    if after_commit is not None and published:
+        try:
+            await after_commit(published)
+        except Exception:
+            log.exception(
+                "%s %s: done, but %s could not be published (send it again with the same id "
+                "to publish them)",
+                envelope.type,
+                envelope.id,
+                ", ".join(f"{e.type} {e.id}" for e in published),
+            )
     return Reply(ok=True, data=data, **_about(envelope))
+
+
+def _owner(model: type[Message]) -> str:
+    """The service that answers ``model``: its subject's first token."""
+    return model.SUBJECT.split(".", 1)[0]
 
 
 async def answer_once(
@@ -191,6 +249,7 @@ async def answer_once(
     sessions: async_sessionmaker[AsyncSession],
     on_commit: Callable[[], None],
     max_payload: int | None = None,
+    reply_to: str | None = None,
 ) -> bytes:
     """The answer to ``raw``, an envelope of ``model``, as the bytes to send: the first
     answer given to its envelope id, if there was one (and nothing runs), else the
@@ -199,7 +258,9 @@ async def answer_once(
     effects. A ``Refused`` is recorded in a transaction of its own.
 
     An answer longer than a message of ``max_payload`` bytes can carry is not sent:
-    the transaction is rolled back and the caller told ``too_large``.
+    the transaction is rolled back and the caller told ``too_large``. ``reply_to`` is the
+    request's reply subject: whose inbox the answer goes to, which the audit records
+    (``CommandContext.record_action``).
     """
     read = read_command(raw, model)
     if isinstance(read, Reply):
@@ -213,7 +274,10 @@ async def answer_once(
                 return given[envelope.id]
             writes = _Writes(session)
             publish = Publisher(session, envelope)
-            data = await handler(command, CommandContext(session, envelope, publish))
+            context = CommandContext(
+                session, envelope, publish, reply_to=reply_to, service=_owner(model)
+            )
+            data = await handler(command, context)
             reply = _wire(Reply(ok=True, data=data, **_about(envelope)))
             _fits(reply, max_payload)
             await session.flush()
@@ -653,10 +717,15 @@ async def request(client: Client, command: Message, *, timeout: float = 10.0) ->
 
 
 async def request_raw(
-    client: Client, subject: str, payload: bytes, *, timeout: float = 10.0
+    client: Client,
+    subject: str,
+    payload: bytes,
+    *,
+    timeout: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     try:
-        response = await client.request(subject, payload, timeout=timeout)
+        response = await client.request(subject, payload, timeout=timeout, headers=headers)
     except nats.errors.NoRespondersError:
         raise ServiceUnavailable(
             f"nothing answers {subject}: is the {subject.split('.')[0]} service running?"

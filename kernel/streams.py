@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 DLQ_STREAM = "DLQ"
 PEOPLE_STREAM = "PEOPLE"
+OPS_STREAM = "OPS"
 DLQ_PREFIX = "dlq"
 
 
@@ -34,6 +35,9 @@ class StreamSpec:
     name: str
     subjects: tuple[str, ...]
     description: str
+    # Nothing may be deleted from it, it may not be purged, and nobody updates it: a
+    # declaration creates it if it is missing and otherwise leaves it as it is.
+    append_only: bool = False
 
 
 # Entity wildcards, never `<owner>.>`: a stream that captured `<owner>.cmd.*`
@@ -77,6 +81,13 @@ STREAMS: tuple[StreamSpec, ...] = (
         (f"{DLQ_PREFIX}.>",),
         "Dead letters: each holds the original message, where it came from and why it failed.",
     ),
+    StreamSpec(
+        OPS_STREAM,
+        ("ops.action.*",),
+        "The audit: each action taken through Vestry (what, on what, by whom, the result), "
+        "recorded by whoever carried it out. Append-only.",
+        append_only=True,
+    ),
 )
 
 
@@ -90,8 +101,12 @@ def stream_for_subject(subject: str) -> StreamSpec:
 
 def streams_of(service: str) -> list[StreamSpec]:
     """The streams a service declares: its own facts' stream, if it has one, the DLQ,
-    and PEOPLE, which every service that holds personal data reads."""
-    shared = (DLQ_STREAM, PEOPLE_STREAM) if service in HOLDERS else (DLQ_STREAM,)
+    OPS (every service records the actions it carries out there, through its outbox,
+    whose relay would stall on a subject no stream holds), and PEOPLE, which every
+    service that holds personal data reads."""
+    shared = (DLQ_STREAM, OPS_STREAM)
+    if service in HOLDERS:
+        shared += (PEOPLE_STREAM,)
     return [spec for spec in STREAMS if spec.name in (service.upper(), *shared)]
 
 
@@ -109,6 +124,8 @@ def stream_config(
         max_age=0,  # keep every fact: read models are rebuilt from the start
         duplicate_window=duplicate_window_s,
         num_replicas=replicas,
+        deny_delete=True if spec.append_only else None,
+        deny_purge=True if spec.append_only else None,
     )
 
 
@@ -145,13 +162,16 @@ async def ensure_streams(
     replicas: int = 1,
     streams: Iterable[StreamSpec] = STREAMS,
 ) -> None:
-    """Create each stream, or bring an existing one's subjects, window and replicas up to date."""
+    """Create each stream, or bring an existing one's subjects, window and replicas up to
+    date; an append-only stream (OPS) is only created, never updated."""
     for spec in streams:
         config = stream_config(spec, duplicate_window_s=duplicate_window_s, replicas=replicas)
-        await _declare_stream(js, config)
+        await _declare_stream(js, config, update=not spec.append_only)
 
 
-async def _declare_stream(js: JetStreamContext, config: StreamConfig, attempts: int = 6) -> None:
+async def _declare_stream(
+    js: JetStreamContext, config: StreamConfig, attempts: int = 6, *, update: bool = True
+) -> None:
     """Create a missing stream, or update an existing one where it differs, riding out a
     cluster that is still settling.
 
@@ -172,8 +192,15 @@ async def _declare_stream(js: JetStreamContext, config: StreamConfig, attempts: 
                 log.info("created stream %s", config.name)
                 return
             changed = differences(info.config, config)
-            if changed:
+            if changed and update:
                 await _update_stream(js, config, changed)
+            elif changed:
+                log.info(
+                    "stream %s differs from this version's declaration (%s); nobody updates "
+                    "it, so it is kept as it is",
+                    config.name,
+                    ", ".join(changed),
+                )
             return
         except (nats.errors.TimeoutError, ServiceUnavailableError, ServerError) as error:
             if attempt == attempts:

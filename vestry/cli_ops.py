@@ -32,6 +32,7 @@ from contracts.system_v1 import (
     redrive_subject,
     replay_subject,
 )
+from kernel.audit import REQUEST_ID_HEADER
 from kernel.commands import CommandFailed, ServiceUnavailable, request_raw, validation_error
 from kernel.deadletter import DeadLetter, read_dead_letters
 from kernel.personal import KEYS_STREAM, stand_ins
@@ -297,22 +298,24 @@ async def _replay(options: Options, into: str, request: ReplayRequest) -> Replay
             subscription = await nc.subscribe(progress_subject, cb=on_progress)
             try:
                 reply = await request_raw(
-                    nc, replay_subject(into), request.model_dump_json().encode(), timeout=3600
+                    nc,
+                    replay_subject(into),
+                    request.model_dump_json().encode(),
+                    timeout=3600,
+                    headers=_request_id(),
                 )
             finally:
                 await subscription.unsubscribe()
         if not reply.ok:
             assert reply.error is not None
             raise CommandFailed(reply.error)
-        report = ReplayReport.model_validate(reply.data)
-        if not request.dry_run and report.matched:
-            await ops.record(
-                nc.jetstream(),
-                "replay",
-                {"into": into, **request.model_dump(mode="json", exclude={"progress_subject"})},
-                report.model_dump(mode="json"),
-            )
-        return report
+        # The service records the replay in OPS itself, dry run or not.
+        return ReplayReport.model_validate(reply.data)
+
+
+def _request_id() -> dict[str, str]:
+    """The header naming an operator's request, which the service's OPS record carries."""
+    return {REQUEST_ID_HEADER: str(uuid.uuid4())}
 
 
 def _render_replay(report: ReplayReport) -> None:
@@ -385,15 +388,13 @@ async def _rebuild(options: Options, service: str) -> RebuildReport:
             if not options.json
             else contextlib.nullcontext()
         ):
-            reply = await request_raw(nc, rebuild_subject(service), b"{}", timeout=3600)
+            reply = await request_raw(
+                nc, rebuild_subject(service), b"{}", timeout=3600, headers=_request_id()
+            )
         if not reply.ok:
             assert reply.error is not None
             raise CommandFailed(reply.error)
-        report = RebuildReport.model_validate(reply.data)
-        await ops.record(
-            nc.jetstream(), "rebuild", {"service": service}, report.model_dump(mode="json")
-        )
-        return report
+        return RebuildReport.model_validate(reply.data)  # recorded in OPS by the service
 
 
 # Dead letters
@@ -488,19 +489,16 @@ async def _redrive(options: Options, ids: list[int], all_: bool) -> list[Redrive
                 )
             request = RedriveRequest(sequences=sequences)
             reply = await request_raw(
-                nc, redrive_subject(service), request.model_dump_json().encode(), timeout=600
+                nc,
+                redrive_subject(service),
+                request.model_dump_json().encode(),
+                timeout=600,
+                headers=_request_id(),
             )
             if not reply.ok:
                 assert reply.error is not None
                 raise CommandFailed(reply.error)
-            reports.append(RedriveReport.model_validate(reply.data))
-        if reports:
-            await ops.record(
-                nc.jetstream(),
-                "redrive",
-                {"ids": ids, "all": all_},
-                {"reports": [r.model_dump(mode="json") for r in reports]},
-            )
+            reports.append(RedriveReport.model_validate(reply.data))  # each service records it
         return reports
 
 
@@ -534,8 +532,10 @@ def dlq_purge(
             await ops.record(
                 js,
                 "purge",
-                {"older_than_days": older_than},
-                {"removed": [letter.sequence for letter in old]},
+                url=options.nats,
+                target=DLQ_STREAM,
+                filters={"older_than_days": older_than},
+                result={"removed": [letter.sequence for letter in old]},
             )
             return len(old)
 

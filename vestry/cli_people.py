@@ -175,8 +175,10 @@ def people_forget(
             await ops.record(
                 nc.jetstream(),
                 "forget",
-                {"erasure_id": erasure.erasure_id},  # the record names no one
-                {
+                url=options.nats,
+                target=erasure.erasure_id,  # the record names no one
+                filters={"erasure_id": erasure.erasure_id},
+                result={
                     "answered": sorted(erasure.answers),
                     "waiting_for": erasure.waiting_for,
                     "key_deleted": erasure.key_deleted,

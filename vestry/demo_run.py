@@ -14,7 +14,6 @@ from rich.table import Table
 from contracts.system_v1 import ReplayReport, ReplayRequest, replay_subject
 from kernel.commands import request_raw
 from services.notifications.sms import read_captured
-from vestry import ops
 from vestry import status as status_report
 from vestry.demo import enrol_reference_partnership, wait_for
 from vestry.demo_events import run_events_demo
@@ -98,13 +97,7 @@ async def _replay_into_notifications(nc: Client) -> dict[str, Any]:
         )
         if not reply.ok or reply.data is None:
             return {**totals, "error": reply.error.message if reply.error else "no answer"}
-        report = ReplayReport.model_validate(reply.data)
-        await ops.record(
-            nc.jetstream(),
-            "replay",
-            {"into": "notifications", "stream": stream},
-            report.model_dump(mode="json"),
-        )
+        report = ReplayReport.model_validate(reply.data)  # recorded in OPS by the service
         totals["streams"].append(stream)
         for key in ("matched", "applied", "skipped", "failed"):
             totals[key] += getattr(report, key)

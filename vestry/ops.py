@@ -1,54 +1,54 @@
-"""The OPS stream: a record of each operator action — what, with which filters,
-when, by whom, and the result."""
+"""The audit stream (OPS) as the CLI writes it: an ``ActionRecorded`` for what the CLI
+does itself (`vestry dlq purge`, `vestry people forget`). What the services carry out
+(replay, redrive, rebuild and every command) they record themselves."""
 
 from __future__ import annotations
 
-import getpass
-import json
-import socket
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
-OPS_STREAM = "OPS"
-OPS_SUBJECTS = ["ops.action.*"]
+from contracts import Envelope
+from contracts.audit_v1 import ActionBy
+from kernel import audit
+from kernel.settings import Settings
+from kernel.streams import OPS_STREAM, STREAMS
 
+__all__ = ["OPS_STREAM", "OPS_SUBJECTS", "record"]
 
-async def ensure_ops_stream(js: JetStreamContext) -> None:
-    try:
-        await js.stream_info(OPS_STREAM)
-    except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=OPS_STREAM,
-                subjects=OPS_SUBJECTS,
-                storage=StorageType.FILE,
-                description="Operator actions: replay, rebuild, redrive, purge.",
-            )
-        )
+OPS_SUBJECTS = [subject for spec in STREAMS if spec.name == OPS_STREAM for subject in spec.subjects]
+SERVICE = "cli"
 
 
 async def record(
-    js: JetStreamContext, action: str, filters: dict[str, Any], result: dict[str, Any]
-) -> None:
-    """Store the action in OPS; raises if JetStream does not confirm it."""
-    await ensure_ops_stream(js)
-    entry = {
-        "id": str(uuid.uuid4()),
-        "action": action,
-        "filters": filters,
-        "at": datetime.now(UTC).isoformat(),
-        "by": getpass.getuser(),
-        "host": socket.gethostname(),
-        "result": result,
-    }
-    await js.publish(
-        f"ops.action.{action}",
-        json.dumps(entry, default=str).encode(),
-        stream=OPS_STREAM,
-        headers={"Nats-Msg-Id": entry["id"]},
+    js: JetStreamContext,
+    action: str,
+    *,
+    url: str,
+    target: str | None = None,
+    filters: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> Envelope:
+    """Store ``action`` in OPS as done by the NATS user of ``url`` ("development" without
+    users); raises if JetStream does not confirm it."""
+    settings = Settings()
+    user = audit.nats_user_of_url(url, settings.nats_inbox_prefix)
+    envelope = Envelope.wrap(
+        audit.action_recorded(
+            action,
+            service=SERVICE,
+            by=ActionBy(kind="nats_user", name=user, nats_user=user),
+            target=target,
+            filters=filters,
+            result=result,
+            dry_run=dry_run,
+        )
     )
+    await audit.publish(
+        js,
+        [envelope],
+        duplicate_window_s=settings.duplicate_window_s,
+        replicas=settings.stream_replicas,
+    )
+    return envelope

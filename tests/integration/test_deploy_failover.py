@@ -126,8 +126,18 @@ async def stream_ids(nc: Client, stream: str) -> Counter[str]:
 
 
 async def committed_ids(service: Service) -> set[str]:
+    """The ids of the facts ``service`` committed for its own stream (not the audit's
+    records, which go to OPS)."""
     async with service.sessions() as session:
-        return set((await session.scalars(select(outbox_table.c.id))).all())
+        return set(
+            (
+                await session.scalars(
+                    select(outbox_table.c.id).where(
+                        outbox_table.c.subject.startswith(f"{service.name}.")
+                    )
+                )
+            ).all()
+        )
 
 
 async def rows(service: Service, query: str) -> list[tuple[Any, ...]]:

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import pytest
@@ -37,6 +38,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from contracts import Envelope
+from contracts.audit_v1 import ActionRecorded
 from contracts.people_v1 import EXPORT_COMMANDS, HOLDERS, PersonErasureRequested
 from contracts.subscriptions_v1 import ListMembers
 from contracts.system_v1 import SERVICES, HealthReport, health_subject
@@ -130,10 +133,17 @@ async def test_nobody_reads_another_users_replies(cluster: Cluster) -> None:
         assert b"confidential" in reply.data
         # The OPS record (its PubAck to _INBOX_operator), read back by the observer by
         # sequence and by a tail (both to _INBOX_observer).
-        await ops.record(operator.jetstream(timeout=5), "purge", {"why": "test"}, {"ok": 1})
+        await ops.record(
+            operator.jetstream(timeout=5),
+            "purge",
+            url=",".join(cluster.urls("operator")),
+            filters={"why": "test"},
+            result={"ok": 1},
+        )
         ojs = observer.jetstream(timeout=5)
         record = await settled("OPS record", lambda: ojs.get_msg(OPS_STREAM, seq=1), NOT_THERE_YET)
-        assert json.loads(record.data or b"{}")["action"] == "purge"
+        written = ActionRecorded.model_validate(Envelope.from_bytes(record.data or b"").data)
+        assert (written.action, written.by.name) == ("purge", "operator")
         tail = ConsumerConfig(
             name="tail-0a1b2c3d4e",
             ack_policy=AckPolicy.NONE,
@@ -145,7 +155,7 @@ async def test_nobody_reads_another_users_replies(cluster: Cluster) -> None:
         await settled("observer's tail", lambda: ojs.add_consumer(OPS_STREAM, tail), NOT_THERE_YET)
         tailing = await ojs.pull_subscribe_bind(name=tail.name, stream=OPS_STREAM)
         [seen] = await settled("tail of OPS", lambda: tailing.fetch(1, timeout=2), NOT_THERE_YET)
-        assert seen.subject == "ops.action.purge"
+        assert seen.subject == ActionRecorded.SUBJECT
         # Facts pulled by another service (to _INBOX_notifications).
         await publish(subs.jetstream(timeout=5), "subscriptions.membership.started", b"a fact")
         njs = notifications.jetstream(timeout=5)
@@ -371,6 +381,11 @@ async def test_operators_look_and_act_through_the_cli(
         code, out, err = await run("operator", "dlq", "purge", "--older-than", "0", "--yes")
         assert code == 0, out + err
         assert json.loads(out)["removed"] >= 2
+        # The observer reads the audit: each action by the operator.
+        audit_log = await eventually(
+            lambda: _audit_rows(run, 5), timeout=10, what="5 actions in the audit"
+        )
+        assert {row["by"] for row in audit_log} == {"operator"}
 
         # What it may not do, nor the admin: OPS stays whole, the durables stay.
         operator_errors: list[str] = []
@@ -412,11 +427,22 @@ async def test_operators_look_and_act_through_the_cli(
         ojs = operator.jetstream(timeout=5)
         ops_stream = await ojs.stream_info(OPS_STREAM)
         assert ops_stream.config.deny_delete and ops_stream.config.deny_purge
-        actions = [
-            json.loads((await ojs.get_msg(OPS_STREAM, seq=seq)).data or b"{}")["action"]
+        # Each recorded by whoever carried it out, as the operator: the services from the
+        # inbox their answer went to, the CLI from its own URL.
+        recorded = [
+            ActionRecorded.model_validate(
+                Envelope.from_bytes((await ojs.get_msg(OPS_STREAM, seq=seq)).data or b"").data
+            )
             for seq in range(1, ops_stream.state.last_seq + 1)
         ]
-        assert actions == ["replay", "rebuild", "redrive", "purge"]
+        assert sorted((r.action, r.service) for r in recorded) == [
+            ("purge", "cli"),
+            ("rebuild", "events"),
+            ("redrive", "events"),
+            ("redrive", "notifications"),
+            ("replay", "events"),
+        ]
+        assert {(r.by.kind, r.by.name) for r in recorded} == {("nats_user", "operator")}
         for stream, durables in (
             ("EVENTS", {"notifications-events", "subscriptions-events"}),
             ("SUBSCRIPTIONS", {"events-subscriptions", "notifications-subscriptions"}),
@@ -427,6 +453,14 @@ async def test_operators_look_and_act_through_the_cli(
         r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()
     ]
     assert violations == [], violations  # the services did it all with their own rights
+
+
+async def _audit_rows(run: Any, count: int) -> list[dict[str, Any]] | None:
+    """`vestry audit` as the observer, once it lists ``count`` actions."""
+    code, out, err = await run("observer", "audit")
+    assert code == 0, out + err
+    rows: list[dict[str, Any]] = json.loads(out)
+    return rows if len(rows) >= count else None
 
 
 # People: erasure, subject access and the person keys
@@ -575,10 +609,10 @@ async def test_the_operator_erases_and_exports_a_person_through_the_services(
             assert set(erased["services"]) == set(HOLDERS) and erased["key_deleted"], erased
             with pytest.raises(NotFoundError):
                 await ojs.get_last_msg(KEYS_STREAM, f"{KEY_SUBJECT}.{pid}")
-            record = await ojs.get_last_msg(OPS_STREAM, "ops.action.forget")
-            assert json.loads(record.data or b"{}")["filters"] == {
-                "erasure_id": erased["erasure_id"]
-            }
+            record = await ojs.get_last_msg(OPS_STREAM, ActionRecorded.SUBJECT)
+            forget = ActionRecorded.model_validate(Envelope.from_bytes(record.data or b"").data)
+            assert forget.action == "forget" and forget.by.name == "operator"
+            assert forget.filters == {"erasure_id": erased["erasure_id"]}
     violations = [
         r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()
     ]

@@ -10,13 +10,14 @@ import pytest
 from pydantic import BaseModel, Field
 
 from contracts import REGISTRY, Message, Registry
+from contracts.audit_v1 import ActionRecorded
 from contracts.envelope import Envelope
 from contracts.export import ASYNCAPI_FILE, SNAPSHOT_DIR, asyncapi_document
 from contracts.system_v1 import SERVICES
 from tests.node import run_node
 
 COMMITTED = SNAPSHOT_DIR / ASYNCAPI_FILE
-SYSTEM_CHANNELS = {"reply": None, "dlq": "dlq.{service}.{subject}", "ops": "ops.action.{action}"}
+SYSTEM_CHANNELS = {"reply": None, "dlq": "dlq.{service}.{subject}"}
 
 # Parses the document on stdin; prints the diagnostics and what the parsed model says.
 PARSE = r"""
@@ -82,7 +83,7 @@ def test_the_official_parser_finds_no_error_and_no_warning(parsed: dict[str, Any
     assert "channels" in parsed, "the parser gave back no document"
 
 
-def test_a_channel_per_registered_message_and_the_reply_dlq_and_ops_channels(
+def test_a_channel_per_registered_message_and_the_reply_and_dlq_channels(
     parsed: dict[str, Any],
 ) -> None:
     specs = REGISTRY.all()
@@ -116,7 +117,9 @@ def test_facts_are_sent_by_their_owner_and_commands_received_with_a_reply(
             }
     for service in SERVICES:
         assert operations[f"{service}_dead_letter"]["channels"] == ["dlq"]
-    assert operations["operator_record_action"]["channels"] == ["ops"]
+    # The audit is a fact like any other, on its own subject in the OPS stream.
+    audit = operations[f"ops_send_ops_action_recorded_v{ActionRecorded.VERSION}"]
+    assert parsed["channels"][audit["channels"][0]] == ActionRecorded.SUBJECT
 
 
 def test_every_message_is_an_envelope_whose_data_is_its_schema(parsed: dict[str, Any]) -> None:
@@ -128,7 +131,7 @@ def test_every_message_is_an_envelope_whose_data_is_its_schema(parsed: dict[str,
         assert message["headers"] == (["Nats-Msg-Id"] if spec.kind == "fact" else None), spec.key
 
 
-def test_the_reply_dead_letter_and_ops_record_say_what_they_carry(
+def test_the_reply_dead_letter_and_audit_record_say_what_they_carry(
     parsed: dict[str, Any],
 ) -> None:
     messages = parsed["messages"]
@@ -139,15 +142,10 @@ def test_the_reply_dead_letter_and_ops_record_say_what_they_carry(
         "ok",
         "request_id",
     ]
-    assert sorted(messages["OpsRecord"]["payload"]) == [
-        "action",
-        "at",
-        "by",
-        "filters",
-        "host",
-        "id",
-        "result",
-    ]
+    assert "OpsRecord" not in messages  # the CLI's bare JSON of old: now a contract
+    assert {"action", "by", "service", "target", "filters", "result", "dry_run"} <= set(
+        messages[f"ActionRecorded.v{ActionRecorded.VERSION}"]["data"]
+    )
     assert {
         "Vestry-Original-Subject",
         "Vestry-Service",

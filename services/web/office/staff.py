@@ -7,14 +7,17 @@ every service's commands; a refusal changes nothing. The CLI never opens this st
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from contracts import Envelope
+from kernel import audit
 from kernel.commands import CommandContext, Refused, answer
+from kernel.settings import Settings
 from services.web import NAME, store
 from services.web.office.accounts import Accounts, sorted_roles
 from services.web.office.commands import (
@@ -61,6 +64,9 @@ class StaffHandlers:
         )
         ctx.session.add(account)
         log.info("staff account %s added with roles %s", account.id, account.roles)
+        await ctx.record_action(
+            "staff_add", target=account.id, filters={"roles": sorted(account.role_set)}
+        )
         return account_view(account)
 
     async def list(self, command: ListStaff, ctx: CommandContext) -> dict[str, Any]:
@@ -77,6 +83,9 @@ class StaffHandlers:
         account.roles = sorted_roles(list(command.roles))
         account.updated_at = self.accounts.clock()
         log.info("staff account %s now has roles %s", account.id, account.roles)
+        await ctx.record_action(
+            "staff_roles", target=account.id, filters={"roles": sorted(account.role_set)}
+        )
         return account_view(account)
 
     async def disable(self, command: DisableStaff, ctx: CommandContext) -> dict[str, Any]:
@@ -85,6 +94,11 @@ class StaffHandlers:
         account.updated_at = self.accounts.clock()
         ended = await store.end_sessions_of(ctx.session, account.id) if command.disabled else 0
         log.info("staff account %s %s", account.id, "disabled" if command.disabled else "enabled")
+        await ctx.record_action(
+            "staff_disable" if command.disabled else "staff_enable",
+            target=account.id,
+            result={"sessions_ended": ended},
+        )
         return {**account_view(account), "sessions_ended": ended}
 
     async def reset_password(
@@ -96,12 +110,32 @@ class StaffHandlers:
         ended = await store.end_sessions_of(ctx.session, account.id)
         await store.clear_failures(ctx.session, account.email)
         log.info("staff account %s has a new password", account.id)
+        await ctx.record_action(
+            "staff_password", target=account.id, result={"sessions_ended": ended}
+        )
         return {**account_view(account), "sessions_ended": ended}
 
 
-async def answer_staff_commands(client: Client, accounts: Accounts) -> list[Subscription]:
-    """Answer every staff command on its subject, one web replica each (queue group)."""
+async def answer_staff_commands(
+    client: Client, accounts: Accounts, settings: Settings | None = None
+) -> list[Subscription]:
+    """Answer every staff command on its subject, one web replica each (queue group).
+
+    Each change is recorded in the audit stream (OPS). The web service has no outbox:
+    the record is published once the change has committed, under an id fixed by the
+    command's envelope id, so a retry's record is dropped by JetStream."""
     handlers = StaffHandlers(accounts)
+    settings = settings or Settings()
+    js = client.jetstream()
+
+    async def record(envelopes: Sequence[Envelope]) -> None:
+        await audit.publish(
+            js,
+            envelopes,
+            duplicate_window_s=settings.duplicate_window_s,
+            replicas=settings.stream_replicas,
+        )
+
     table: list[tuple[Any, Callable[[Any, CommandContext], Awaitable[dict[str, Any]]]]] = [
         (AddStaff, handlers.add),
         (ListStaff, handlers.list),
@@ -119,6 +153,8 @@ async def answer_staff_commands(client: Client, accounts: Accounts) -> list[Subs
                 handler=handler,
                 sessions=accounts.sessions,
                 on_commit=lambda: None,
+                reply_to=msg.reply,
+                after_commit=record,
             )
             await msg.respond(reply.model_dump_json().encode())
 

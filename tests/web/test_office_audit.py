@@ -1,0 +1,122 @@
+"""What staff do in the back office reaches the audit stream (OPS) once, with their name:
+recorded by the service that acts. Staff account changes are recorded by the web
+service itself, once even when the command is sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nats.aio.client import Client
+
+from contracts import Envelope
+from kernel.commands import request, request_raw
+from kernel.settings import Settings
+from services.web.office.commands import DisableStaff, SetStaffRoles
+from tests.conftest import eventually
+from tests.integration.test_audit_stream import two_invoices
+from tests.web.test_office_access import add_staff, staff_client
+from tests.web_support import form_token, running_site
+from vestry.cli_audit import records
+from vestry.demo_invoicing import current_financial_year
+
+FIONA = "fiona.finance@partnership.example.org"
+
+
+async def audit_log(nc: Client, count: int) -> list[dict[str, Any]]:
+    js = nc.jetstream()
+
+    async def enough() -> list[dict[str, Any]] | None:
+        found = await records(js, limit=1000)
+        return found if len(found) >= count else None
+
+    await eventually(enough, what=f"{count} records in OPS")
+    await asyncio.sleep(0.5)  # a second record of anything would be in by now
+    return await records(js, limit=1000)
+
+
+async def test_a_payment_and_a_void_in_the_office_are_each_recorded_once_with_the_staff_name(
+    settings: Settings, nc: Client
+) -> None:
+    async with running_site(settings) as site:
+        first, second = await two_invoices(nc)
+        fiona = await add_staff(nc, FIONA, "finance")
+        async with staff_client(site, FIONA) as client:
+            csrf = await form_token(client, f"/office/invoices/{first}/payment")
+            paid = await client.post(
+                f"/office/invoices/{first}/payment",
+                data={
+                    "csrf_token": csrf,
+                    "amount": "500.00",
+                    "received_on-day": "3",
+                    "received_on-month": "5",
+                    "received_on-year": str(current_financial_year()),
+                    "reference": "BACS 4471",
+                },
+            )
+            assert paid.status_code == 303
+            csrf = await form_token(client, f"/office/invoices/{second}/void")
+            voided = await client.post(
+                f"/office/invoices/{second}/void",
+                data={"csrf_token": csrf, "reason": "Billed in error"},
+            )
+            assert voided.status_code == 303
+            # Refused by the service (it is void now): nothing recorded.
+            again = await client.post(
+                f"/office/invoices/{second}/void",
+                data={"csrf_token": csrf, "reason": "Billed in error"},
+            )
+            assert again.status_code == 409
+        log = await audit_log(nc, 4)
+
+    assert [row["action"] for row in log] == [
+        "run_invoicing",
+        "staff_add",
+        "record_payment",
+        "void_invoice",
+    ]
+    for row, target in ((log[2], first), (log[3], second)):
+        assert (row["by"], row["by_kind"], row["staff_id"]) == (
+            "Fiona Finance",
+            "staff",
+            fiona["staff_id"],
+        )
+        assert (row["address"], row["via"], row["service"], row["target"]) == (
+            "127.0.0.1",
+            "development",
+            "subscriptions",
+            target,
+        )
+    assert log[2]["filters"]["amount"]["amount_minor"] == 50_000
+
+
+async def test_staff_account_changes_are_recorded_by_the_web_service_once_each(
+    settings: Settings, nc: Client
+) -> None:
+    async with running_site(settings):
+        added = await add_staff(nc, FIONA, "finance")
+        roles = Envelope.wrap(SetStaffRoles(staff=FIONA, roles=["finance", "comms"]))
+        first = await request_raw(nc, SetStaffRoles.SUBJECT, roles.to_bytes())
+        # The same command again (the web keeps no answers): done again, recorded once.
+        second = await request_raw(nc, SetStaffRoles.SUBJECT, roles.to_bytes())
+        assert first.ok and second.ok
+        await request(nc, DisableStaff(staff=FIONA))
+        await request(nc, DisableStaff(staff=FIONA, disabled=False))
+        refused = await request_raw(
+            nc, DisableStaff.SUBJECT, Envelope.wrap(DisableStaff(staff="nobody@x.org")).to_bytes()
+        )
+        assert not refused.ok
+        log = await audit_log(nc, 4)
+
+    assert [row["action"] for row in log] == [
+        "staff_add",
+        "staff_roles",
+        "staff_disable",
+        "staff_enable",
+    ]
+    assert all(row["service"] == "web" and row["by"] == "development" for row in log)
+    assert {row["target"] for row in log} == {added["staff_id"]}
+    assert log[0]["filters"] == {"roles": ["finance"]}
+    assert log[1]["filters"] == {"roles": ["comms", "finance"]}
+    assert log[1]["request_id"] == roles.id
+    assert log[2]["result"] == {"sessions_ended": 0}
