@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from contracts.envelope import Message
 from contracts.money import Money
@@ -413,6 +421,142 @@ class RecordPayment(_Command):
     amount: Money = Field(description="The amount received.")
     received_on: date = Field(description="The day it was received.")
     reference: str | None = Field(default=None, max_length=100, description="Bank reference.")
+
+
+# Paying an invoice online, by card (GOV.UK Pay)
+
+CardPaymentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+
+
+@register
+class ShowPaymentDue(_Command):
+    """Query: what is owed on an invoice, for the page that takes its payment online.
+    Changes nothing.
+
+    Answered with the invoice's number, who it bills, its dates, total, what was paid and
+    credited, what is outstanding, whether it can be paid by card now (and if not why),
+    where the card payment pages are, and how else to pay. Refused ``not_found`` for an
+    unknown number or a credit note.
+    """
+
+    TYPE: ClassVar[str] = "ShowPaymentDue"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.show_payment_due"
+
+    invoice: InvoiceNumber = Field(description="The invoice number.", examples=["INV-000001"])
+
+
+@register
+class StartCardPayment(_Command):
+    """Command: start paying what is outstanding on an invoice by card.
+
+    The service creates a payment for the amount outstanding with its card payment
+    provider (GOV.UK Pay) and answers the address of the provider's card page, where
+    the person is sent. Any card payment of the invoice still in progress is cancelled
+    first, so that one invoice has one live card payment; if one of them was in fact
+    paid, it is recorded and the answer says so instead (``already_paid``). Nothing is
+    recorded as paid until ``CheckCardPayment`` finds the payment succeeded.
+
+    Refused ``not_found`` (no such invoice), ``nothing_due`` (void, paid or credited),
+    ``too_large`` (more than a card payment takes), ``unavailable`` (card payments are
+    not set up, or the provider did not answer; nothing was changed).
+    """
+
+    TYPE: ClassVar[str] = "StartCardPayment"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.start_card_payment"
+
+    invoice: InvoiceNumber = Field(description="The invoice number.", examples=["INV-000001"])
+    card_payment: CardPaymentId = Field(
+        description="The site's own id for this attempt, random and unguessable; it is in "
+        "the return address, so that the person's return names their payment.",
+        examples=["q8Xz3kVb2nLm5RtY9wPa1C"],
+    )
+    return_url: str = Field(
+        min_length=10,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="Where the provider sends the person when their card payment ends.",
+        examples=["https://vestry.example.org/pay/INV-000001/done?s=…&a=…"],
+    )
+
+
+@register
+class CheckCardPayment(_Command):
+    """Command: ask the card payment provider how a payment stands, and record it once if
+    it succeeded.
+
+    Sent by the site when the person comes back from the card page (naming the invoice and
+    the site's id of the attempt) and when the provider's webhook says something happened
+    (naming the provider's payment id). The status always comes from the provider's API,
+    never from what the caller says. A payment that succeeded is recorded against its
+    invoice exactly once, however many checks arrive and in whatever order (the store
+    holds one payment per provider payment id), and ``InvoicePaid`` is published once. A
+    payment that failed, was cancelled or expired records nothing.
+
+    Answered with the outcome (``paid``, ``in_progress``, ``failed``, ``cancelled``,
+    ``expired``, ``error``), whether this check recorded it, and what is left to pay.
+    Refused ``not_found`` when no card payment matches, ``unavailable`` when the provider
+    does not answer (nothing was changed; ask again).
+    """
+
+    TYPE: ClassVar[str] = "CheckCardPayment"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.check_card_payment"
+
+    invoice: InvoiceNumber | None = Field(
+        default=None, description="The invoice the person paid (with ``card_payment``)."
+    )
+    card_payment: CardPaymentId | None = Field(
+        default=None, description="The site's id of the attempt (with ``invoice``)."
+    )
+    provider_payment_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The provider's payment id, from its webhook (instead of the other two).",
+        examples=["hu20sqlact5260q2nanm0q8u93"],
+    )
+
+    @model_validator(mode="after")
+    def _names_one_payment(self) -> CheckCardPayment:
+        by_attempt = self.invoice is not None and self.card_payment is not None
+        if by_attempt == (self.provider_payment_id is not None) or (
+            not by_attempt and (self.invoice or self.card_payment)
+        ):
+            raise ValueError(
+                "name the payment either by invoice and card_payment, or by provider_payment_id"
+            )
+        return self
+
+
+@register
+class ExportBooks(_Command):
+    """Query: a financial year's books as rows of an accounting package's import file, a
+    page at a time. Changes nothing.
+
+    ``records`` ``invoices``: the year's invoices and credit notes (not void), one row
+    per line, in the package's sales invoice import template; a credit note's amounts
+    are negative, which the package imports as a credit note. ``payments``: every
+    payment against the year's invoices, one row each, in its bank statement import
+    template, so each can be matched to its invoice by number. Answered with the
+    template's ``columns``, the ``rows`` (text, as the file holds them), and ``next``:
+    the ``after`` of the following page, none after the last. Refused ``invalid`` for an
+    ``after`` that is not one this command gave.
+    """
+
+    TYPE: ClassVar[str] = "ExportBooks"
+    SUBJECT: ClassVar[str] = "subscriptions.cmd.export_books"
+
+    year: Year = Field(description="Financial year: 2026 is 1 Apr 2026 – 31 Mar 2027.")
+    format: Literal["xero"] = Field(default="xero", description="The accounting package.")
+    records: Literal["invoices", "payments"] = Field(
+        description="Invoices and credit notes, or the payments against them."
+    )
+    after: str | None = Field(
+        default=None, max_length=100, description="Where the previous page ended (its next)."
+    )
+    limit: int = Field(
+        default=500, ge=1, le=1000, description="Documents (or payments) in one page."
+    )
 
 
 @register

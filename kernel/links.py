@@ -45,3 +45,13 @@ def unsubscribe_url(base: str, secret: str, contact_id: str, topic: str) -> str:
 
 def unsubscribe_link_is_genuine(secret: str, contact_id: str, topic: str, given: str) -> bool:
     return is_genuine(secret, given, contact_id, topic)
+
+
+def pay_url(base: str, secret: str, number: str) -> str:
+    """The "pay this invoice" link in every invoice message: one invoice's payment page."""
+    number = number.upper()
+    return f"{base.rstrip('/')}/pay/{quote(number)}?s={signature(secret, 'pay', number)}"
+
+
+def pay_link_is_genuine(secret: str, number: str, given: str) -> bool:
+    return is_genuine(secret, given, "pay", number.upper())

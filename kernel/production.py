@@ -165,6 +165,29 @@ def mail_problems(settings: Settings) -> list[str]:
     return found
 
 
+def pay_problems(settings: Settings, service: str) -> list[str]:
+    """Card payments: an example GOV.UK Pay API key, or one sent in plain text to another
+    host (subscriptions); an example or short webhook signing secret (the site). Neither
+    is required: without them there are no card payments, or no webhooks."""
+    found: list[str] = []
+    if service == "subscriptions" and settings.pay_api_key:
+        if is_example(settings.pay_api_key):
+            found.append(
+                "VESTRY_PAY_API_KEY is the example value: set the service's GOV.UK Pay key"
+            )
+        api = urlsplit(settings.pay_api_url)
+        if api.scheme != "https" and not is_local(api.hostname or ""):
+            found.append(
+                f"VESTRY_PAY_API_URL {settings.pay_api_url} is reached in plain text (the API "
+                "key crosses the network readable): use https"
+            )
+    if service == "web" and settings.pay_webhook_secret is not None:
+        problem = key_problem("VESTRY_PAY_WEBHOOK_SECRET", settings.pay_webhook_secret)
+        if problem:
+            found.append(problem)
+    return found
+
+
 def problems(
     settings: Settings, service: str, *, keys: Mapping[str, str | None] | None = None
 ) -> list[str]:
@@ -181,6 +204,7 @@ def problems(
             found.append(problem)
     if service == "notifications":
         found += mail_problems(settings)
+    found += pay_problems(settings, service)
     return found
 
 

@@ -154,6 +154,28 @@ class Settings(BaseSettings):
         "Notifications only; a new key gives people first seen after it other ids.",
     )
 
+    # Card payments through GOV.UK Pay: subscriptions calls the API, the site takes its
+    # webhooks. Without an API key, invoices are paid by the instructions printed on them.
+    pay_api_url: str = Field(
+        default="https://publicapi.payments.service.gov.uk",
+        description="GOV.UK Pay's API (subscriptions); `vestry dev` points it at a stand-in.",
+    )
+    pay_api_key: str | None = Field(
+        default=None,
+        description="GOV.UK Pay API key (Bearer). Unset: no card payments, the pay page "
+        "shows how else to pay.",
+    )
+    pay_card_origin: str = Field(
+        default="https://www.payments.service.gov.uk",
+        description="Where GOV.UK Pay's card pages are (the origin of each payment's "
+        "next_url): the only place the site's pay form may send a person.",
+    )
+    pay_webhook_secret: str | None = Field(
+        default=None,
+        description="GOV.UK Pay webhook signing secret (the site checks each webhook's "
+        "Pay-Signature with it). Unset: webhooks are refused; returns still record payments.",
+    )
+
     person_key_secret: str = Field(
         default="change-me",
         description="Key from which every service derives a person's id in the shared key "

@@ -52,6 +52,10 @@ class StoreUnavailable(Exception):
 
 STORES = ("sqlite", "postgres")
 
+# The development stack's card payments: the stand-in's key and webhook secret.
+DEV_PAY_API_KEY = "api_test_vestry_dev_stand_in"
+DEV_PAY_WEBHOOK_SECRET = "webhook_test_vestry_dev_stand_in_signing_secret"
+
 
 @dataclass
 class DevPostgres:
@@ -160,6 +164,7 @@ class DevStack:
     smtp_port: int = 8025
     monitor_port: int = 8222
     web_port: int = 8000  # 0: any free port
+    pay_port: int = 8090  # the GOV.UK Pay stand-in (vestry/paystandin.py); 0: any free port
     replicas: int = 1  # processes of each service; the site stays one
     store: str = "sqlite"  # or "postgres"
     overrides: dict[str, str] = field(default_factory=dict)  # settings for the children
@@ -198,6 +203,11 @@ class DevStack:
             "VESTRY_PUBLIC_URL": self.public_url,
             "VESTRY_WEB_PORT": str(self.web_port),
             "VESTRY_WEB_SECURE_COOKIES": "false",  # plain HTTP on this machine
+            # Invoices are paid by card through the GOV.UK Pay stand-in: no money moves.
+            "VESTRY_PAY_API_URL": self.pay_url,
+            "VESTRY_PAY_API_KEY": DEV_PAY_API_KEY,
+            "VESTRY_PAY_CARD_ORIGIN": self.pay_url,
+            "VESTRY_PAY_WEBHOOK_SECRET": DEV_PAY_WEBHOOK_SECRET,
             **self.store_urls,
             **self.overrides,
         }
@@ -208,6 +218,11 @@ class DevStack:
         if service in DOORS or self.replicas == 1:
             return [service]
         return [f"{service}-{n}" for n in range(1, self.replicas + 1)]
+
+    @property
+    def pay_url(self) -> str:
+        """The GOV.UK Pay stand-in: its API and its card pages."""
+        return f"http://127.0.0.1:{self.pay_port}"
 
     @property
     def public_url(self) -> str:
@@ -224,6 +239,7 @@ class DevStack:
             ("SMTP", self.smtp_port),
             ("NATS monitoring", self.monitor_port),
             ("web", self.web_port),
+            ("card payment stand-in", self.pay_port),
         ):
             if port and port_in_use(port):
                 raise PortBusy(
@@ -231,6 +247,7 @@ class DevStack:
                     f"Stop it, or choose other ports (see `vestry dev --help`)."
                 )
         self.web_port = self.web_port or free_port()
+        self.pay_port = self.pay_port or free_port()
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.store == "postgres":
             self._start_postgres()
@@ -254,6 +271,23 @@ class DevStack:
             ],
         )
         wait_for_port(self.smtp_port)
+        self._spawn(
+            "pay",
+            [
+                sys.executable,
+                "-m",
+                "vestry.paystandin",
+                "--port",
+                str(self.pay_port),
+                "--api-key",
+                DEV_PAY_API_KEY,
+                "--webhook-url",
+                f"{self.public_url}/pay/webhook",
+                "--webhook-secret",
+                DEV_PAY_WEBHOOK_SECRET,
+            ],
+        )
+        wait_for_port(self.pay_port)
         for service in (*SERVICES, *DOORS):
             for name in self.replica_names(service):
                 self._spawn(name, [sys.executable, "-m", f"services.{service}"])

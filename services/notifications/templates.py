@@ -19,6 +19,7 @@ from jinja2 import (
     StrictUndefined,
     TemplateNotFound,
     UndefinedError,
+    meta,
     select_autoescape,
 )
 
@@ -51,6 +52,7 @@ class Templates:
         *,
         partnership: str = "",
         booking_url: Callable[[str], str] | None = None,
+        pay_url: Callable[[str], str] | None = None,
     ) -> None:
         loaders = [FileSystemLoader(overrides)] if overrides else []
         self._env = Environment(
@@ -62,6 +64,8 @@ class Templates:
         self._partnership = partnership
         # Templates call booking_url(reference) for the signed link to the booker's own page.
         self._env.globals["booking_url"] = booking_url or _unsigned_booking_url
+        # ... and pay_url(number) for the signed "pay this invoice" link.
+        self._env.globals["pay_url"] = pay_url or _unsigned_pay_url
 
     def names(self) -> dict[str, list[str]]:
         """Every message type found, with its channels."""
@@ -107,6 +111,16 @@ class Templates:
     def sms(self, name: str, context: dict[str, Any]) -> str:
         return " ".join(self.render(f"{name}.sms.j2", context).split())
 
+    def variables(self, name: str) -> set[str]:
+        """The values the templates of message type ``name`` read from their context,
+        every channel's file together (the partnership's name and the globals left out)."""
+        found: set[str] = set()
+        for filename in self._env.list_templates(extensions=["j2"]):
+            if filename.rsplit(".", 2)[0] == name:
+                source = self._env.loader.get_source(self._env, filename)[0]  # type: ignore[union-attr]
+                found |= meta.find_undeclared_variables(self._env.parse(source))
+        return found - {"partnership", *self._env.globals}
+
     def render(self, filename: str, context: dict[str, Any]) -> str:
         try:
             template = self._env.get_template(filename)
@@ -131,7 +145,13 @@ def templates_for(settings: Settings, overrides: Path | None = None) -> Template
         booking_url=lambda reference: links.booking_url(
             settings.public_url, settings.link_secret, reference
         ),
+        pay_url=lambda number: links.pay_url(settings.public_url, settings.link_secret, number),
     )
+
+
+def _unsigned_pay_url(number: str) -> str:
+    """For previews: the shape of the pay link, signed by nobody."""
+    return f"https://vestry.invalid/pay/{number}"
 
 
 def _unsigned_booking_url(reference: str) -> str:

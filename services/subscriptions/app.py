@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from contracts import subscriptions_v1 as messages
 from contracts.events_v1 import BookingCancelled, BookingChargeable
 from contracts.people_v1 import ExportPersonFromSubscriptions, PersonErasureRequested
+from kernel.calling_out import command_calling_out
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.subscriptions import NAME, invoicing, people, sweeps
+from services.subscriptions import (
+    NAME,
+    card_payments,
+    exports,
+    govuk_pay,
+    invoicing,
+    people,
+    sweeps,
+)
 from services.subscriptions.handlers import Clock, Subscriptions, utc_now
 from services.subscriptions.settings import BillingSettings
 
@@ -69,6 +79,16 @@ def create_service(
         (ExportPersonFromSubscriptions, people.export_person),
     ):
         service.command(model)(handler)
+    paying = card_payments.CardPayments(
+        service.sessions, govuk_pay.provider_from(service.settings), billing, clock
+    )
+    service.command(messages.ShowPaymentDue)(paying.show_payment_due)
+    service.command(messages.ExportBooks)(
+        partial(exports.export_books, coding=exports.coding_of(billing))
+    )
+    # These call the card payment provider, outside any transaction, before recording.
+    command_calling_out(service, messages.StartCardPayment, paying.prepare_start)
+    command_calling_out(service, messages.CheckCardPayment, paying.prepare_check)
     service.consume(BookingChargeable)(handlers.booking_chargeable)
     service.consume(BookingCancelled)(handlers.booking_cancelled)
     service.consume(PersonErasureRequested)(people.erase_person)

@@ -260,6 +260,16 @@ class Subscriptions:
         )
         # The membership's own tier is the one it ends up at, once every change is in force.
         membership.tier = before.with_change(change).tier_on(date.max)
+        await ctx.record_action(
+            "change_tier",
+            target=member.name,
+            filters={
+                "member_id": member.id,
+                "tier": command.tier,
+                "effective_on": command.effective_on.isoformat(),
+            },
+            result={"old_tier": old_code, "documents": documents},
+        )
         await ctx.publish(
             MembershipChanged(
                 membership_id=membership.id,
@@ -314,6 +324,12 @@ class Subscriptions:
                 credits=billed[year],
             )
             documents.append(store.display_number(row["series"], row["number"]))
+        await ctx.record_action(
+            "leave_member",
+            target=member.name,
+            filters={"member_id": member.id, "leaves_on": command.leaves_on.isoformat()},
+            result={"documents": documents},
+        )
         await ctx.publish(
             MembershipEnded(
                 membership_id=membership.id,
@@ -348,6 +364,18 @@ class Subscriptions:
             membership.billing_address = _one_line(command.billing_address) or None
         if command.purchase_order is not None:
             member.reference = command.purchase_order.strip() or None
+        await ctx.record_action(
+            "change_billing_contact",
+            target=member.name,
+            filters={
+                "member_id": member.id,
+                "changed": [
+                    name
+                    for name in ("billing_email", "billing_address", "purchase_order")
+                    if getattr(command, name) is not None
+                ],
+            },
+        )
         await ctx.publish(
             BillingContactChanged(
                 membership_id=membership.id,
@@ -377,7 +405,8 @@ class Subscriptions:
             domain.check_rejoining(
                 name=member.name, ends_on=last.ends_on, joined_on=command.joined_on
             )
-            self.catalog.tier(command.tier)
+            # A tier still offered: one whose prices have all ended takes nobody back.
+            self.catalog.price(command.tier, financial_year(command.joined_on))
         except (domain.MembershipError, domain.CatalogError) as error:
             raise _refused(error) from None
         assert last.ends_on is not None
@@ -397,6 +426,16 @@ class Subscriptions:
         )
         ctx.session.add(membership)
         await ctx.session.flush()
+        await ctx.record_action(
+            "rejoin_member",
+            target=member.name,
+            filters={
+                "member_id": member.id,
+                "tier": command.tier,
+                "joined_on": command.joined_on.isoformat(),
+            },
+            result={"membership_id": membership.id, "pays_from": pays_from.isoformat()},
+        )
         await ctx.publish(
             MembershipStarted(
                 membership_id=membership.id,
@@ -502,7 +541,15 @@ class Subscriptions:
         )
         try:
             if command.dry_run:
-                return await invoicing.preview(ctx.session, self.catalog, command.year)
+                preview = await invoicing.preview(ctx.session, self.catalog, command.year)
+                await ctx.record_action(
+                    "run_invoicing",
+                    target=str(command.year),
+                    filters={"year": command.year},
+                    result={key: preview[key] for key in ("to_issue", "already_billed", "gross")},
+                    dry_run=True,
+                )
+                return preview
             run = await invoicing.request_run(
                 ctx.session,
                 self.catalog,
@@ -517,7 +564,14 @@ class Subscriptions:
             raise Refused("busy", str(busy), "year") from None
         if self.runner is not None:  # the runner looks again once this has committed
             asyncio.get_running_loop().call_later(0.01, self.runner.wake)
-        return invoicing.run_record(run)
+        record = invoicing.run_record(run)
+        await ctx.record_action(
+            "run_invoicing",
+            target=str(command.year),
+            filters={"year": command.year, "issued_on": issued_on.isoformat()},
+            result={"run_id": record.get("run_id"), "status": record.get("status")},
+        )
+        return record
 
     async def invoice_run_status(
         self, command: InvoiceRunStatus, ctx: CommandContext
@@ -700,6 +754,19 @@ class Subscriptions:
             ),
             id=derived_message_id("InvoicePaid", payment.id),
         )
+        await ctx.record_action(
+            "record_payment",
+            target=invoice.display_number,
+            filters={
+                "amount": command.amount.model_dump(mode="json"),
+                "received_on": command.received_on.isoformat(),
+            },
+            result={
+                "payment_id": payment.id,
+                "status": invoice.status,
+                "outstanding": outstanding,
+            },
+        )
         return {
             "invoice": invoice.display_number,
             "status": invoice.status,
@@ -734,6 +801,9 @@ class Subscriptions:
                 invoice_id=invoice.id, number=invoice.display_number, reason=command.reason
             ),
             id=derived_message_id("InvoiceVoided", invoice.id),
+        )
+        await ctx.record_action(
+            "void_invoice", target=invoice.display_number, result={"status": "void"}
         )
         return {"invoice": invoice.display_number, "status": "void"}
 
@@ -789,6 +859,14 @@ class Subscriptions:
             due_days=self.settings.invoice_due_days,
             tier=charge.lines[0].tier,
             replaces_invoice_id=void.id,
+        )
+        await ctx.record_action(
+            "reissue_invoice",
+            target=number,
+            result={
+                "invoice": store.display_number(row["series"], row["number"]),
+                "gross": row["gross_pence"],
+            },
         )
         return {
             "invoice": store.display_number(row["series"], row["number"]),

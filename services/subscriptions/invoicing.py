@@ -37,7 +37,7 @@ from contracts.subscriptions_v1 import (
 )
 from kernel import outbox
 from kernel.outbox import Publisher
-from services.subscriptions.domain import Catalog, Charge
+from services.subscriptions.domain import Catalog, CatalogError, Charge
 from services.subscriptions.domain.billing import allocate_credit, due_date, status_of
 from services.subscriptions.domain.catalog import year_ends, year_starts
 from services.subscriptions.domain.timeline import yearly_charge
@@ -435,9 +435,29 @@ def charge_for(
     return yearly_charge(catalog, line, year, catalog.refund_leavers)
 
 
+async def check_priced(session: AsyncSession, catalog: Catalog, year: int) -> None:
+    """Raise CatalogError naming the first member still to bill for ``year`` at a tier
+    whose prices had all ended by then (``Catalog.withdrawn``): it must move tier first.
+    Looks only when a tier is withdrawn; otherwise ``check_year`` has said enough."""
+    if not catalog.withdrawn(year):
+        return
+    rows = await unbilled(session, year)
+    changes = await tier_changes_of(session, [row.membership_id for row in rows])
+    for row in rows:
+        try:
+            charge_for(catalog, year, row, changes.get(row.membership_id))
+        except CatalogError as error:
+            raise CatalogError(
+                error.code,
+                f"{row.name} cannot be billed for {year}: {error}; move it to another tier first",
+                "year",
+            ) from None
+
+
 async def preview(session: AsyncSession, catalog: Catalog, year: int) -> dict[str, Any]:
     """What a run of ``year`` would issue now, by tier; numbers nothing, changes nothing."""
     catalog.check_year(year)
+    await check_priced(session, catalog, year)
     by_tier: dict[str, dict[str, Any]] = {}
     memberships = await unbilled(session, year)
     changes = await tier_changes_of(session, [m.membership_id for m in memberships])
@@ -483,6 +503,7 @@ async def request_run(
     run bills whoever it left unbilled.
     """
     catalog.check_year(year)
+    await check_priced(session, catalog, year)
     for other in await _active_runs(session, year):
         if _aware(other.lease_until) > now:
             raise RunBusy(other)

@@ -93,6 +93,19 @@ class BillingSettings(BaseSettings):
         "is refused (its invoices would be overdue on arrival).",
     )
 
+    xero_account_code: str = Field(
+        default="200",
+        max_length=10,
+        description="Xero account the invoice lines are coded to in `vestry invoices export "
+        "--format xero` (200: Sales, in Xero's default UK chart).",
+    )
+    xero_no_vat_tax_type: str = Field(
+        default="No VAT",
+        max_length=50,
+        description="Xero's tax rate for lines without VAT (subscriptions between public "
+        'bodies, outside its scope); "Zero Rated Income" where they are zero-rated.',
+    )
+
     def bounds(self) -> Bounds:
         return Bounds(
             earliest_year=self.earliest_year,

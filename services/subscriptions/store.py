@@ -244,6 +244,17 @@ class InvoiceLine(Base):
 
 class Payment(Base):
     __tablename__ = "payments"
+    __table_args__ = (
+        # A card payment is recorded once, whichever of the person's return and the
+        # provider's webhooks arrives first, and however often (migration 0010).
+        Index(
+            "uq_payments_provider_payment_id",
+            "provider_payment_id",
+            unique=True,
+            sqlite_where=text("provider_payment_id IS NOT NULL"),
+            postgresql_where=text("provider_payment_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
@@ -251,6 +262,34 @@ class Payment(Base):
     received_on: Mapped[date] = mapped_column(Date)
     reference: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The card payment provider's id of the payment, for money taken online.
+    provider_payment_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class CardPayment(Base):
+    """One attempt to pay an invoice by card: created with the provider, then followed
+    until it ends. Nothing is owed less until it succeeds and its ``Payment`` is recorded
+    (``payment_id``); a failed, cancelled or expired attempt records nothing."""
+
+    __tablename__ = "card_payments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the site's attempt id
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    provider_payment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    amount_pence: Mapped[int] = mapped_column(Integer)
+    # The provider's last word: created, started, submitted, capturable, success,
+    # failed, cancelled, error; with its code and message when it failed.
+    status: Mapped[str] = mapped_column(String(20))
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    code: Mapped[str | None] = mapped_column(String(10))
+    message: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"))
+    # Why a payment that succeeded could not be set against its invoice (it was settled
+    # meanwhile), for the finance team to refund.
+    problem: Mapped[str | None] = mapped_column(String(300))
 
 
 class Reminder(Base):

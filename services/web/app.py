@@ -27,7 +27,7 @@ from services.web import NAME, errors
 from services.web.flights import SingleFlight
 from services.web.gateway import Gateway
 from services.web.office import app as office
-from services.web.pages import booking, bookings, events, unsubscribe
+from services.web.pages import booking, bookings, events, pay, unsubscribe
 from services.web.rendering import pages
 from services.web.security import RateLimit, SecureDoor
 from services.web.settings import WebSettings
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
             *booking.routes,
             *bookings.routes,
             *unsubscribe.routes,
+            *pay.routes,
             office.mount,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
@@ -122,6 +123,10 @@ def create_app(settings: Settings | None = None, web: WebSettings | None = None)
     app.state.link_secret_unsubscribe = settings.unsubscribe_secret
     app.state.booking_limit = RateLimit(web.bookings_per_minute)
     app.state.lookup_limit = RateLimit(web.lookups_per_minute)
+    # Paying invoices online: the return address, webhooks' key, card payments started.
+    app.state.public_url = settings.public_url
+    app.state.pay_webhook_secret = settings.pay_webhook_secret
+    app.state.payment_limit = RateLimit(web.bookings_per_minute)
     return SecureDoor(app, secret=web.cookie_secret, secure_cookies=web.secure_cookies)
 
 

@@ -98,6 +98,8 @@ def test_two_replicas_of_each_service_answer_and_one_killed_is_brought_back(
             str(free_port()),
             "--web-port",
             "0",
+            "--pay-port",
+            "0",
         ],
         env=env,
         stdout=subprocess.PIPE,

@@ -56,6 +56,8 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             str(free_port()),
             "--web-port",
             str(web_port),
+            "--pay-port",
+            "0",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -121,6 +123,7 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
         for part in (
             "nats-server",
             "vestry.mailcapture",
+            "vestry.paystandin",
             "services.subscriptions",
             "services.events",
             "services.notifications",
@@ -173,6 +176,8 @@ def test_dev_stack_brings_back_nats_and_the_smtp_capture(tmp_path: Path) -> None
             str(free_port()),
             "--web-port",
             "0",
+            "--pay-port",
+            "0",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -188,14 +193,15 @@ def test_dev_stack_brings_back_nats_and_the_smtp_capture(tmp_path: Path) -> None
             assert part is not None, f"no {marker} under vestry dev"
             killed[marker] = part.pid
             part.kill()
-        deadline = time.monotonic() + 30
+        # Brought back at the next supervision round; a loaded machine may take a while.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             back = {marker: _part(dev, marker) for marker in killed}
             if all(p is not None and p.pid != killed[m] for m, p in back.items()):
                 break
             time.sleep(0.2)
         else:
-            pytest.fail(f"not brought back within 30 s: {back}")
+            pytest.fail(f"not brought back within 60 s: {back}")
 
         status = vestry("--json", "status", "--wait", "60", env=env)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -1,7 +1,11 @@
 """The catalog: tiers, their dated price lists and VAT rates, and the UK financial year.
 
 Prices take effect from a financial year and hold until a later entry replaces
-them, so adding a new year's prices never changes an old year's invoices.
+them, or until the last year an entry names (``until_year``), so adding a new year's
+prices never changes an old year's invoices. Where two entries are in force in one
+year, the one that started later holds: a price for one year only (``from_year`` =
+``until_year``) sets aside the standing one, which holds again after it. A tier whose
+every price has ended is withdrawn: nobody joins it, and it needs no price after.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ def month_start(year: int, month: int) -> date:
 
 @dataclass(frozen=True)
 class Price:
-    """A tier's yearly price from financial year ``from_year`` on, net of VAT."""
+    """A tier's yearly price from financial year ``from_year`` on (to ``until_year``, its
+    last, when it has one), net of VAT."""
 
     from_year: int
     net_pence: int
     vat_basis_points: int = 0  # 2000 = 20%
+    until_year: int | None = None
+
+    def in_force(self, year: int) -> bool:
+        return self.from_year <= year and (self.until_year is None or year <= self.until_year)
 
 
 @dataclass(frozen=True)
@@ -62,15 +71,27 @@ class Tier:
     prices: tuple[Price, ...] = ()
 
     def price_for(self, year: int) -> Price:
-        """The price in force in ``year``; raises CatalogError when none is."""
-        in_force = [price for price in self.prices if price.from_year <= year]
+        """The price in force in ``year`` (of two, the later started); raises CatalogError
+        when none is."""
+        in_force = [price for price in self.prices if price.in_force(year)]
         if not in_force:
+            ended = self.ended_in(year)
+            why = f": its prices ended in {ended}" if ended is not None else ""
             raise CatalogError(
                 "no_price",
-                f"tier {self.code!r} has no price list for financial year {year}",
+                f"tier {self.code!r} has no price list for financial year {year}{why}",
                 "year",
             )
         return max(in_force, key=lambda price: price.from_year)
+
+    def ended_in(self, year: int) -> int | None:
+        """The last year it had a price, if every price it has ended before ``year``
+        (the tier is withdrawn); None if it is still offered, or never was."""
+        if not self.prices or any(
+            price.until_year is None or price.until_year >= year for price in self.prices
+        ):
+            return None
+        return max(price.until_year or 0 for price in self.prices)
 
 
 @dataclass(frozen=True)
@@ -91,9 +112,14 @@ class Catalog:
         return self.tier(code).price_for(year)
 
     def check_year(self, year: int) -> None:
-        """Raise CatalogError unless every tier has a price in ``year``."""
+        """Raise CatalogError unless every tier still offered has a price in ``year``."""
         for tier in self.tiers.values():
-            tier.price_for(year)
+            if tier.ended_in(year) is None:
+                tier.price_for(year)
+
+    def withdrawn(self, year: int) -> list[str]:
+        """The tiers whose every price ended before ``year``."""
+        return sorted(code for code, tier in self.tiers.items() if tier.ended_in(year))
 
 
 # The reference partnership: today's rates from 2008, the previous ones before
@@ -151,17 +177,25 @@ def catalog_from_dict(data: dict[str, Any]) -> Catalog:
         prices = []
         for n, entry in enumerate(body.get("prices") or []):
             try:
-                prices.append(
-                    Price(
-                        from_year=int(entry["from_year"]),
-                        net_pence=parse_pounds(entry["amount"]),
-                        vat_basis_points=parse_vat_rate(entry.get("vat", 0)),
-                    )
+                until = entry.get("until_year")
+                price = Price(
+                    from_year=int(entry["from_year"]),
+                    net_pence=parse_pounds(entry["amount"]),
+                    vat_basis_points=parse_vat_rate(entry.get("vat", 0)),
+                    until_year=None if until is None else int(until),
                 )
             except KeyError as missing:
                 raise CatalogError(
                     "invalid", f"{where}.prices[{n}] needs {missing}", f"{where}.prices"
                 ) from None
+            if price.until_year is not None and price.until_year < price.from_year:
+                raise CatalogError(
+                    "invalid",
+                    f"{where}.prices[{n}] ends in {price.until_year}, before it starts in "
+                    f"{price.from_year}",
+                    f"{where}.prices",
+                )
+            prices.append(price)
         if len({price.from_year for price in prices}) != len(prices):
             raise CatalogError("invalid", f"{where} has two prices from the same year", where)
         tiers[code] = Tier(

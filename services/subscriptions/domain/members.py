@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from services.subscriptions.domain.catalog import REFERENCE_CATALOG, Tier
+from services.subscriptions.domain.catalog import REFERENCE_CATALOG, Tier, financial_year
 
 
 class MembershipError(Exception):
@@ -32,10 +32,16 @@ class NewMembership:
     starts_on: date
 
 
-def check_tier(tier: str, tiers: Mapping[str, Tier]) -> None:
+def check_tier(tier: str, tiers: Mapping[str, Tier], on: date | None = None) -> None:
+    """Raise MembershipError unless ``tier`` is known and, ``on`` that day, still offered."""
     if tier not in tiers:
         known = ", ".join(sorted(tiers))
         raise MembershipError("invalid", f"unknown tier {tier!r}; the tiers are {known}", "tier")
+    ended = tiers[tier].ended_in(financial_year(on)) if on is not None else None
+    if ended is not None:
+        raise MembershipError(
+            "invalid", f"tier {tier!r} is no longer offered: its prices ended in {ended}", "tier"
+        )
 
 
 def join(
@@ -48,7 +54,7 @@ def join(
     tiers: Mapping[str, Tier] = REFERENCE_TIERS,
 ) -> NewMembership:
     """A new member at ``tier`` from ``joined_on``; raises MembershipError if it may not join."""
-    check_tier(tier, tiers)
+    check_tier(tier, tiers, joined_on)
     if name_taken:
         raise MembershipError("conflict", f"{name} is already a member", "name")
     return NewMembership(
@@ -76,7 +82,7 @@ def check_tier_change(
     changes take effect on their date. A member that leaves may change tier up to its
     last day.
     """
-    check_tier(new_tier, tiers)
+    check_tier(new_tier, tiers, effective_on)
     if ends_on is not None and effective_on > ends_on:
         raise MembershipError("ended", f"the membership ends on {ends_on}", "member")
     if new_tier == current_tier:
