@@ -80,7 +80,8 @@ test-web: install browser
 
 # The README's pictures of the site, taken by the browser tests themselves.
 screenshots: install browser
-	VESTRY_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_booking_in_browser.py tests/web/test_office_in_browser.py
+	VESTRY_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_booking_in_browser.py tests/web/test_office_in_browser.py \
+	  tests/web/test_office_events_in_browser.py tests/web/test_office_alerts_in_browser.py
 
 test-e2e: install browser
 	$(BIN)/python -m pytest -q tests/e2e

@@ -152,6 +152,10 @@ class ListContacts(_Command):
     SUBJECT: ClassVar[str] = "notifications.cmd.list_contacts"
 
     topic: Topic | None = Field(default=None, description="Only subscribers of this topic.")
+    search: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        default=None,
+        description="Only people whose email, name or organisation contains this, in any case.",
+    )
     after: ContactRef | None = Field(
         default=None, description="Start after this email: the previous page's next."
     )
@@ -265,3 +269,65 @@ class ResendDelivery(_Command):
     SUBJECT: ClassVar[str] = "notifications.cmd.resend"
 
     delivery_id: str = Field(min_length=1, max_length=36, description="Id of the ledger row.")
+
+
+@register
+class PreviewBroadcast(_Command):
+    """Query: a broadcast as its subscribers would get it, before it is sent. Changes nothing.
+
+    Answered with the email (``subject``, ``text``, ``html``) and the SMS (its ``text``,
+    ``encoding``, ``units``, ``segments`` as the SMS gateway counts them, the ``limit`` and
+    ``within_limit``) rendered from ``data`` as SendBroadcast would render them; with
+    ``reach``, how many of the topic's subscribers it would reach by email and by SMS; and
+    with ``templates``, each template a broadcast may use, its channels and the values it
+    needs. Refused as SendBroadcast is (``not_found`` for an unknown topic or template,
+    ``invalid`` for data missing a value the template needs), but an SMS over the limit is
+    answered, with ``within_limit`` false, so that the composer can say so.
+    """
+
+    TYPE: ClassVar[str] = "PreviewBroadcast"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.preview_broadcast"
+
+    topic: Topic | None = Field(
+        default=None, description="Whose subscribers to count; without one, nobody is counted."
+    )
+    channels: list[Channel] = Field(
+        default=[], description="The channels to render; every channel of the template if empty."
+    )
+    template: str = Field(
+        default="broadcast", min_length=1, max_length=60, description="Template name."
+    )
+    data: dict[str, Any] = Field(default={}, description="Values for the template.")
+
+
+DeliveryStatus = Literal["failed", "deferred", "pending", "sent"]
+
+
+@register
+class ListDeliveries(_Command):
+    """Query: one page of the delivery ledger. Changes nothing.
+
+    Failed deliveries come first, then those deferred to the end of quiet hours, then
+    those still to send, then those sent; newest first within each. Answered with
+    ``deliveries``, ``counts`` (how many of each status the filter finds) and ``next``:
+    the cursor to send as ``after`` for the following page, or null after the last. A
+    page is at most 500 deliveries. A forgotten person's rows show no address.
+    """
+
+    TYPE: ClassVar[str] = "ListDeliveries"
+    VERSION: ClassVar[int] = 1
+    SUBJECT: ClassVar[str] = "notifications.cmd.list_deliveries"
+
+    status: DeliveryStatus | None = Field(
+        default=None, description="Only deliveries in this state."
+    )
+    broadcast_id: str | None = Field(
+        default=None, max_length=36, description="Only the deliveries of this broadcast."
+    )
+    after: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Start after this cursor: the previous page's next.",
+    )
+    limit: int = Field(default=50, ge=1, le=500, description="At most this many on the page.")

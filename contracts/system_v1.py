@@ -191,3 +191,57 @@ class RebuildReport(BaseModel):
     replayed: list[ReplayReport] = Field(
         description="One replay per stream the read models come from."
     )
+
+
+def dead_letters_subject(service: str) -> str:
+    """Request subject on which a service lists its dead letters, or shows one."""
+    return f"{service}.cmd.dead_letters"
+
+
+class DeadLettersRequest(BaseModel):
+    """This service's dead letters, oldest first, a page at a time; or one, with its
+    message (``sequence``). Changes nothing: for those who may not read the DLQ stream
+    themselves (the back office), as ``redrive`` is for those who may not change it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sequence: int | None = Field(
+        default=None, ge=1, description="One dead letter (its DLQ sequence), with its message."
+    )
+    after: int = Field(
+        default=0, ge=0, description="Start after this DLQ sequence: the previous page's next."
+    )
+    limit: int = Field(default=100, ge=1, le=500, description="At most this many on the page.")
+
+
+class DeadLetterView(BaseModel):
+    """A dead letter as the DLQ stream holds it: where it came from and why it is there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sequence: int = Field(description="Its sequence in the DLQ stream: what redrive names.")
+    service: str = Field(description="The service it failed in.")
+    subject: str = Field(description="The subject it was published on.")
+    stream: str = Field(description="The stream it came from.")
+    stream_sequence: int = Field(description="Its sequence in that stream.")
+    consumer: str = Field(description="The consumer that gave up on it.")
+    kind: str = Field(description="malformed, unsupported, invalid, handler or undeliverable.")
+    error: str = Field(description="Why it failed, as the service said.")
+    deliveries: int = Field(description="How many times it was tried.")
+    failed_at: str = Field(description="When it was dead-lettered, UTC (ISO 8601).")
+    message: str | None = Field(
+        default=None,
+        description="The message as stored, personal fields still sealed (when one letter is "
+        "asked for); at most 256 KiB of it.",
+    )
+    message_bytes: int | None = Field(default=None, description="The message's whole size.")
+
+
+class DeadLettersReport(BaseModel):
+    """A page of a service's dead letters; ``next`` is the ``after`` of the following page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    letters: list[DeadLetterView]
+    next: int | None = Field(default=None, description="Null after the last page.")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from contracts.system_v1 import DeadLettersReport, DeadLettersRequest, DeadLetterView
 from kernel.streams import DLQ_PREFIX, DLQ_STREAM
 
 if TYPE_CHECKING:
@@ -129,3 +130,63 @@ async def read_dead_letters(js: JetStreamContext, limit: int = 1000) -> list[Dea
         )
         sequence += 1
     return letters
+
+
+# Shown to a person: a letter's message is cut at this size, so an answer always fits.
+SHOWN_BYTES = 256 * 1024
+
+
+def view(letter: DeadLetter, *, with_message: bool = False) -> DeadLetterView:
+    """A dead letter as the operator's request answers it."""
+    return DeadLetterView(
+        sequence=letter.sequence,
+        service=letter.headers.get(SERVICE, ""),
+        subject=letter.original_subject,
+        stream=letter.original_stream,
+        stream_sequence=letter.original_sequence,
+        consumer=letter.consumer,
+        kind=letter.kind,
+        error=letter.error,
+        deliveries=letter.deliveries,
+        failed_at=letter.headers.get(FAILED_AT, ""),
+        message=letter.data[:SHOWN_BYTES].decode(errors="replace") if with_message else None,
+        message_bytes=len(letter.data) if with_message else None,
+    )
+
+
+async def dead_letters_of(
+    js: JetStreamContext, service: str, request: DeadLettersRequest
+) -> DeadLettersReport:
+    """The dead letters that failed in ``service``: one page, or the one asked for."""
+    if request.sequence is not None:
+        try:
+            raw = await js.get_msg(DLQ_STREAM, seq=request.sequence)
+        except NotFoundError:
+            return DeadLettersReport(service=service, letters=[])
+        letter = DeadLetter(
+            raw.seq or request.sequence, raw.subject or "", dict(raw.headers or {}), raw.data or b""
+        )
+        ours = letter.headers.get(SERVICE) == service
+        return DeadLettersReport(
+            service=service, letters=[view(letter, with_message=True)] if ours else []
+        )
+    letters: list[DeadLetterView] = []
+    sequence = request.after + 1
+    while len(letters) <= request.limit:  # one more than the page: is there another?
+        try:  # the next of this service's letters, skipping everyone else's
+            raw = await js.get_msg(
+                DLQ_STREAM, seq=sequence, subject=f"{DLQ_PREFIX}.{service}.>", next=True
+            )
+        except NotFoundError:
+            break
+        found = raw.seq or sequence
+        letter = DeadLetter(found, raw.subject or "", dict(raw.headers or {}), b"")
+        if letter.headers.get(SERVICE) == service:
+            letters.append(view(letter))
+        sequence = found + 1
+    page = letters[: request.limit]
+    return DeadLettersReport(
+        service=service,
+        letters=page,
+        next=page[-1].sequence if len(letters) > request.limit else None,
+    )

@@ -28,11 +28,13 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Message
+from contracts import Envelope, Message, new_message_id
 from contracts.people_v1 import HOLDERS
 from contracts.system_v1 import (
     CommandError,
     ConsumerLag,
+    DeadLettersReport,
+    DeadLettersRequest,
     HealthReport,
     RebuildReport,
     RebuildRequest,
@@ -41,14 +43,16 @@ from contracts.system_v1 import (
     ReplayReport,
     ReplayRequest,
     Reply,
+    dead_letters_subject,
     health_subject,
     rebuild_subject,
     redrive_subject,
     replay_subject,
 )
-from kernel import commands, migrations, outbox, production
+from kernel import audit, commands, migrations, outbox, production
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
+from kernel.deadletter import dead_letters_of
 from kernel.personal import Keyring
 from kernel.rebuild import ReadModel, rebuild
 from kernel.redrive import redrive
@@ -61,7 +65,7 @@ from kernel.store import (
     scrub_after_erasure,
     session_factory,
 )
-from kernel.streams import ensure_streams, stream_for_subject, streams_of
+from kernel.streams import DLQ_STREAM, ensure_streams, stream_for_subject, streams_of
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,7 @@ class Service:
             (replay_subject(name), self._replay_endpoint),
             (redrive_subject(name), self._redrive_endpoint),
             (rebuild_subject(name), self._rebuild_endpoint),
+            (dead_letters_subject(name), self._dead_letters_endpoint),
         ):
             self.broker.subscriber(subject, queue=name, decoder=_undecoded)(endpoint)
         self._read_model: ReadModel | None = None
@@ -134,6 +139,7 @@ class Service:
                     sessions=self.sessions,
                     on_commit=self.wake_relay,
                     max_payload=self.max_payload(),
+                    reply_to=msg.reply_to,
                 )
                 # The bytes as answer_once made them: a retry's answer is the first's, exactly.
                 return NatsResponse(reply, headers={"content-type": "application/json"})
@@ -431,6 +437,15 @@ class Service:
         self.wake_relay()
         return report
 
+    async def dead_letters(self, request: DeadLettersRequest) -> DeadLettersReport:
+        """This service's dead letters, for those who may not read the DLQ themselves."""
+        assert self.js is not None
+        return await dead_letters_of(self.js, self.name, request)
+
+    async def _dead_letters_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
+        _refuse_unless_answerable(msg)
+        return await _operate(msg.body or b"{}", DeadLettersRequest, self.dead_letters)
+
     async def rebuild(self, _request: RebuildRequest) -> RebuildReport:
         """Drop the read models and rebuild them from the streams, live consumption paused."""
         assert self.js is not None
@@ -448,15 +463,54 @@ class Service:
 
     async def _rebuild_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
         _refuse_unless_answerable(msg)
-        return await _operate(msg.body or b"{}", RebuildRequest, self.rebuild)
+        return await _operate(msg.body or b"{}", RebuildRequest, self._recorded(msg, "rebuild"))
 
     async def _replay_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
         _refuse_unless_answerable(msg)
-        return await _operate(msg.body, ReplayRequest, self.replay)
+        return await _operate(msg.body, ReplayRequest, self._recorded(msg, "replay"))
 
     async def _redrive_endpoint(self, msg: NatsMessage) -> dict[str, Any]:
         _refuse_unless_answerable(msg)
-        return await _operate(msg.body, RedriveRequest, self.redrive)
+        return await _operate(msg.body, RedriveRequest, self._recorded(msg, "redrive"))
+
+    def _recorded(self, msg: NatsMessage, action: str) -> Callable[[Any], Awaitable[BaseModel]]:
+        """The operation ``action`` (replay, redrive, rebuild), recorded in the audit
+        stream once it is done: through the outbox, in a transaction of its own right
+        after the work. A refused or failed one records nothing; a dry run is recorded."""
+        operation = {"replay": self.replay, "redrive": self.redrive, "rebuild": self.rebuild}
+
+        async def run(request: Any) -> BaseModel:
+            report = await operation[action](request)
+            await self.record_operation(action, request, report, msg)
+            return report
+
+        return run
+
+    async def record_operation(
+        self, action: str, request: BaseModel, report: BaseModel, msg: NatsMessage
+    ) -> None:
+        """Write the ActionRecorded of an operator's replay, redrive or rebuild to the
+        outbox. Its request is no envelope: the request id and a staff member, if any,
+        come in headers (``kernel.audit``); who asked is otherwise the reply's NATS user."""
+        headers = msg.headers or {}
+        request_id = headers.get(audit.REQUEST_ID_HEADER) or new_message_id()
+        actor = audit.actor_in(headers)
+        filters = request.model_dump(mode="json", exclude={"progress_subject"})
+        targets = {"replay": filters.get("stream"), "redrive": DLQ_STREAM, "rebuild": self.name}
+        record = audit.action_recorded(
+            action,
+            service=self.name,
+            by=audit.performer(actor, msg.reply_to),
+            target=targets[action],
+            filters=filters,
+            result=report.model_dump(mode="json"),
+            dry_run=bool(filters.get("dry_run")),
+            request_id=request_id[:64],
+        )
+        envelope = Envelope.wrap(record, id=audit.record_id(self.name, action, request_id))
+        async with self.sessions() as session, session.begin():
+            await outbox.add(session, envelope, record.SUBJECT)
+        self.wake_relay()
 
 
 def _refuse_unless_answerable(msg: NatsMessage) -> None:

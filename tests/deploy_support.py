@@ -148,14 +148,15 @@ def example_password(user: str) -> str:
 def web_commands() -> set[str]:
     """The command subjects the web service sends: each command model a module of
     services/web imports (the pages import what they hand to ``Gateway.ask``), and the
-    services' health where a module asks every service for it (the office's front page
-    imports ``health_subject`` with ``SERVICES``)."""
+    services' health, dead letters and redrive where a module asks every service for
+    them (it imports ``health_subject``, ``dead_letters_subject`` or ``redrive_subject``
+    with ``SERVICES``: the office's front page and its operations pages)."""
     import importlib
     import pkgutil
 
     import services.web
     from contracts import REGISTRY
-    from contracts.system_v1 import health_subject
+    from contracts.system_v1 import dead_letters_subject, health_subject, redrive_subject
 
     subjects = {spec.model: spec.subject for spec in REGISTRY.all() if spec.kind == "command"}
     sent = set()
@@ -163,8 +164,9 @@ def web_commands() -> set[str]:
         if module.name != "services.web.__main__":  # importing it would start the site
             names = vars(importlib.import_module(module.name))
             sent |= {subjects[v] for v in names.values() if isinstance(v, type) and v in subjects}
-            if names.get("health_subject") is health_subject and names.get("SERVICES") is SERVICES:
-                sent |= {health_subject(service) for service in SERVICES}
+            for asks_each in (health_subject, dead_letters_subject, redrive_subject):
+                if names.get(asks_each.__name__) is asks_each and names.get("SERVICES") is SERVICES:
+                    sent |= {asks_each(service) for service in SERVICES}
     return sent
 
 

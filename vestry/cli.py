@@ -17,7 +17,9 @@ from rich.table import Table
 from contracts.system_v1 import SERVICES
 from kernel.settings import Settings
 from vestry import (
+    cli_audit,
     cli_events,
+    cli_exports,  # noqa: F401  (adds `vestry invoices export`)
     cli_notifications,
     cli_ops,
     cli_people,
@@ -71,6 +73,7 @@ app.command("tail", rich_help_panel=OPERATORS)(cli_ops.tail)
 app.command("replay", rich_help_panel=OPERATORS)(cli_ops.replay)
 app.command("rebuild", rich_help_panel=OPERATORS)(cli_ops.rebuild)
 app.add_typer(cli_ops.dlq_app, name="dlq", rich_help_panel=OPERATORS)
+app.command("audit", rich_help_panel=OPERATORS)(cli_audit.audit)
 app.add_typer(cli_staff.staff_app, name="staff", rich_help_panel=OPERATORS)
 
 
@@ -101,6 +104,9 @@ def dev(
     web_port: Annotated[
         int, typer.Option(help="Port of the public site, where message links point (0: any).")
     ] = 8000,
+    pay_port: Annotated[
+        int, typer.Option(help="Port of the GOV.UK Pay stand-in that takes card payments.")
+    ] = 8090,
     replicas: Annotated[
         int,
         typer.Option(min=1, help="Processes of each service, on its one store (the site: one)."),
@@ -126,6 +132,7 @@ def dev(
         smtp_port=smtp_port,
         monitor_port=monitor_port,
         web_port=web_port,
+        pay_port=pay_port,
         replicas=replicas,
         store=store,
         say=console.print,
@@ -204,6 +211,7 @@ def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
     table.add_row("NATS monitoring", f"http://127.0.0.1:{stack.monitor_port}")
     table.add_row("SMTP capture", f"127.0.0.1:{stack.smtp_port}  mail in {stack.mail_dir}")
     table.add_row("public site", f"{stack.public_url}/events")
+    table.add_row("card payments", f"{stack.pay_url}  (GOV.UK Pay stand-in: no money moves)")
     if stack.postgres is not None:
         socket_dir = stack.postgres.server.get_postmaster_info().socket_dir
         table.add_row("PostgreSQL", f"socket in {socket_dir}  data {stack.postgres.data_dir}")
@@ -311,6 +319,7 @@ def demo(
             smtp_port=options.settings.smtp_port,
             monitor_port=monitor_port,
             web_port=web_port,
+            pay_port=0,  # any free port: the demo pays no invoice by card
             # The demo runs the year's invoicing itself, as the finance officer would;
             # the scheduled run must not race it for the members it is enrolling.
             overrides={"VESTRY_AUTOMATION": "false"},

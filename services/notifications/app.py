@@ -18,6 +18,8 @@ from contracts.notifications_v1 import (
     BroadcastStatus,
     ForgetContact,
     ListContacts,
+    ListDeliveries,
+    PreviewBroadcast,
     ResendDelivery,
     SendBroadcast,
     ShowContact,
@@ -35,8 +37,10 @@ from contracts.subscriptions_v1 import (
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import NAME, handlers, store
+from services.notifications.handlers.deliveries import list_deliveries
 from services.notifications.handlers.facts import on_credit_note_issued
 from services.notifications.handlers.learning import LEARNERS
+from services.notifications.handlers.previews import Previews
 from services.notifications.sender import run_sender
 from services.notifications.sms import segment_limit_check
 from services.notifications.templates import templates_for
@@ -81,6 +85,9 @@ def create_service(settings: Settings | None = None) -> Service:
     broadcasts = handlers.Broadcasts(settings, templates)
     service.command(SendBroadcast)(broadcasts.send)
     service.command(BroadcastStatus)(broadcasts.status)
+    # The back office's composer and its ledger of deliveries.
+    service.command(PreviewBroadcast)(Previews(settings, templates).preview)
+    service.command(ListDeliveries)(list_deliveries)
 
     service.worker(run_sender)
     service.backlog(store.owed_now)  # health shows mail and SMS still owed

@@ -63,6 +63,9 @@ class CsrfFailed(Exception):
 
 # The largest form the site takes: a booking is well under 2 KiB.
 MAX_BODY = 64 * 1024
+# ... but for a file staff upload: a members CSV (the most ImportMembers takes, 10,000
+# rows, is well under this). The door refuses it before reading it without a session.
+UPLOADS = {"/office/members/import": 2 * 1024 * 1024}
 
 
 class SecureDoor:
@@ -78,7 +81,9 @@ class SecureDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] not in ("GET", "HEAD") and (problem := _body_problem(scope)):
+        if scope["method"] not in ("GET", "HEAD") and (
+            problem := _body_problem(scope, UPLOADS.get(scope["path"], MAX_BODY))
+        ):
             await _refuse(send, *problem)
             return
         cookie = _cookie(scope, CSRF_COOKIE)
@@ -92,7 +97,10 @@ class SecureDoor:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.extend(HEADERS)
+                # A response may set a stricter policy of its own (a document shown as
+                # it was printed, an email previewed in a frame): it is kept, not doubled.
+                own = {key for key, _ in headers}
+                headers.extend(header for header in HEADERS if header[0] not in own)
                 if self.secure:
                     headers.append(
                         (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
@@ -110,7 +118,7 @@ class SecureDoor:
         await self.app(scope, receive, send_with_headers)
 
 
-def _body_problem(scope: Scope) -> tuple[int, str] | None:
+def _body_problem(scope: Scope, most: int = MAX_BODY) -> tuple[int, str] | None:
     length = None
     for key, value in scope.get("headers", []):
         if key == b"content-length":
@@ -121,7 +129,7 @@ def _body_problem(scope: Scope) -> tuple[int, str] | None:
         return None  # no body
     if not length.isdigit():
         return 400, "The request's length is not a number."
-    if int(length) > MAX_BODY:
+    if int(length) > most:
         return 413, "That is more than any form on this site takes. Nothing was changed."
     return None
 

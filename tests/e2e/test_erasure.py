@@ -29,7 +29,7 @@ from kernel.commands import request
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications.sms import read_captured
-from services.notifications.store import DirectoryEntry, owed_now
+from services.notifications.store import DirectoryEntry
 from tests.conftest import Mailbox, eventually
 from tests.events_support import published_event
 from tests.stack import stack
@@ -57,14 +57,26 @@ def files_holding_traces(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str,
     return found
 
 
-async def quiet(notifications: Service) -> None:
-    """Wait until no mail or SMS is owed."""
+async def quiet(services: tuple[Service, ...]) -> None:
+    """Wait until the whole pipeline is still: every fact published and applied, no mail
+    or SMS owed; twice in a row, half a second apart, so nothing is in between."""
+
+    async def still() -> bool:
+        for service in services:
+            health = await service.health()
+            if health.outbox_unsent or health.backlog:
+                return False
+            if any(c.pending or c.ack_pending for c in health.consumers):
+                return False
+        return True
 
     async def settled() -> bool:
-        async with notifications.sessions() as session:
-            return await owed_now(session) == 0
+        if not await still():
+            return False
+        await asyncio.sleep(0.5)
+        return await still()
 
-    await eventually(settled, timeout=30, what="every delivery settled")
+    await eventually(settled, timeout=60, what="every fact applied and every delivery settled")
 
 
 async def member_invoices(nc: Client, member_name: str) -> dict[str, tuple[Any, ...]]:
@@ -156,7 +168,7 @@ async def test_a_forgotten_person_is_gone_from_every_store_and_stream_and_stays_
             timeout=30,
             what="the welcome, invoices, booking and broadcast mails",
         )
-        await quiet(notifications)
+        await quiet(services)
         invoices_before = await member_invoices(nc, "Wigan Council")
         assert len(invoices_before) >= 2  # the subscription and the paid course place
 
@@ -196,7 +208,7 @@ async def test_a_forgotten_person_is_gone_from_every_store_and_stream_and_stays_
         for owner in (events, notifications):
             await owner.rebuild(RebuildRequest())
         await asyncio.sleep(2)  # time for anything wrongly planned to be sent
-        await quiet(notifications)
+        await quiet(services)
         assert all(r.failed == 0 and r.applied == 0 for r in replays), replays
         assert sent_out(mailbox, sms_dir) == sent_before
         async with notifications.sessions() as session:

@@ -38,7 +38,9 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.errors import BadRequestError, NotFoundError
 
+from contracts import Envelope
 from contracts.system_v1 import SERVICES, health_subject
+from kernel import audit
 from kernel.personal import KEYS_STREAM
 from kernel.runtime import Service
 from kernel.settings import Settings
@@ -220,9 +222,15 @@ async def test_live_cluster_enforces_each_services_subjects(cluster: Cluster) ->
         ojs = observer.jetstream(timeout=5)
         assert await settled("streams listed", ojs.streams_info, NOT_THERE_YET) == []
 
-        # The events service creates its own stream, PEOPLE and the DLQ, as it does at start ...
+        # The events service creates its own stream, PEOPLE, the DLQ and OPS, as it does
+        # at start ...
         ejs = events.jetstream(timeout=5)
-        assert [s.name for s in streams_of("events")] == ["EVENTS", PEOPLE_STREAM, DLQ_STREAM]
+        assert [s.name for s in streams_of("events")] == [
+            "EVENTS",
+            PEOPLE_STREAM,
+            DLQ_STREAM,
+            OPS_STREAM,
+        ]
         await declare(ejs, "events", events_errors)
         # ... and its durable on SUBSCRIPTIONS waits for that stream's owner: the
         # request is allowed and answered "not found", not refused.
@@ -345,11 +353,27 @@ async def test_web_user_sends_only_the_site_commands(cluster: Cluster) -> None:
         assert await asyncio.gather(*map(send, commands)) == [c.encode() for c in commands]
         ask_health = partial(observer.request, health_subject("web"), b"", timeout=2)
         assert (await settled("web health", ask_health, NOT_THERE_YET)).data == b"web is up"
+        # A staff account change, recorded in OPS (created here: nobody declared it yet).
+        record = Envelope.wrap(
+            audit.action_recorded(
+                "staff_add", service="web", by=audit.performer(None, "_INBOX_operator.x")
+            )
+        )
+        wjs = web.jetstream(timeout=5)
+        await settled(
+            "web recording in OPS",
+            partial(audit.publish, wjs, [record], duplicate_window_s=120, replicas=REPLICAS),
+            (*NOT_THERE_YET, BadRequestError),  # a node counted offline for a moment
+        )
+        stored = await observer.jetstream(timeout=5).get_last_msg(OPS_STREAM, "ops.action.recorded")
+        assert Envelope.from_bytes(stored.data or b"").id == record.id
 
         refusals = [
             "events.booking.confirmed",
-            "subscriptions.cmd.join_member",
+            "subscriptions.cmd.reissue_invoice",  # a command no page sends
+            "events.cmd.replay",  # the office redrives, but never replays or rebuilds
             "$JS.API.STREAM.INFO.EVENTS",
+            "ops.action.purge",  # the contract's subject only
         ]
         await refused(*(ask(web, subject, b"{}") for subject in refusals))
         assert received == set(commands)  # nothing refused reached a stand-in

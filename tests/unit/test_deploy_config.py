@@ -27,13 +27,30 @@ import pytest
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
+from contracts.audit_v1 import ActionRecorded
 from contracts.people_v1 import ERASED_FACTS, EXPORT_COMMANDS, HOLDERS, PersonErasureRequested
 from contracts.subscriptions_v1 import ShowDocument
-from contracts.system_v1 import DOORS, SERVICES, health_subject
+from contracts.system_v1 import (
+    DOORS,
+    SERVICES,
+    dead_letters_subject,
+    health_subject,
+    rebuild_subject,
+    redrive_subject,
+    replay_subject,
+)
 from kernel import production
 from kernel.personal import KEY_SUBJECT, KEYS_STREAM, SHREDDED_SUBJECT, ensure_keys_stream
 from kernel.settings import Settings, inbox_prefix
-from kernel.streams import DLQ_PREFIX, DLQ_STREAM, PEOPLE_STREAM, STREAMS, streams_of
+from kernel.streams import (
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    OPS_STREAM,
+    PEOPLE_STREAM,
+    STREAMS,
+    stream_config,
+    streams_of,
+)
 from services.web.settings import WebSettings
 from tests.deploy_support import (
     CLIENTS,
@@ -61,7 +78,7 @@ from tests.deploy_support import (
     web_commands,
 )
 from vestry.natsserver import binary
-from vestry.ops import OPS_STREAM, OPS_SUBJECTS
+from vestry.ops import OPS_SUBJECTS
 
 BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 
@@ -219,13 +236,14 @@ def test_each_client_takes_its_replies_under_its_own_inbox(user: str) -> None:
 
 def test_every_stream_has_one_owner_that_declares_it(tmp_path: Path) -> None:
     """A consumer waits for its stream's owner: an unowned stream would be waited for forever.
-    The shared streams are declared by each service that uses them: the DLQ by every
-    service, PEOPLE (and, through its keyring, PERSON_KEYS) by every holder of personal
-    data, each of which consumes PEOPLE."""
+    The shared streams are declared by each service that uses them: the DLQ and OPS (the
+    audit, which every service records its actions in) by every service, PEOPLE (and,
+    through its keyring, PERSON_KEYS) by every holder of personal data, each of which
+    consumes PEOPLE."""
     assert set(HOLDERS) == set(SERVICES)
     declared = {service: [spec.name for spec in streams_of(service)] for service in SERVICES}
     for service, names in declared.items():
-        assert sorted(names) == sorted([service.upper(), PEOPLE_STREAM, DLQ_STREAM]), (
+        assert sorted(names) == sorted([service.upper(), PEOPLE_STREAM, DLQ_STREAM, OPS_STREAM]), (
             f"{service} declares {names}"
         )
         assert PEOPLE_STREAM in consumed_streams(service, tmp_path / service)
@@ -233,6 +251,7 @@ def test_every_stream_has_one_owner_that_declares_it(tmp_path: Path) -> None:
         spec.name: [s for s, names in declared.items() if spec.name in names] for spec in STREAMS
     }
     assert owners.pop(DLQ_STREAM) == list(SERVICES)
+    assert owners.pop(OPS_STREAM) == list(SERVICES)
     assert owners.pop(PEOPLE_STREAM) == list(SERVICES)
     assert all(len(services) == 1 for services in owners.values()), owners
     assert KEYS_STREAM not in {spec.name for spec in STREAMS}  # the keyring's own
@@ -248,8 +267,10 @@ def _expected(service: str, tmp_path: Path) -> dict[str, set[str]]:
     facts = {s for spec in STREAMS if spec.name == own for s in spec.subjects}
     publish = facts | {f"{DLQ_PREFIX}.{service}.>", "_VESTRY.progress.*"}
     publish |= COMMANDS_SENT.get(service, set())
+    # kernel/audit.py: each action it carries out, recorded in OPS through its outbox.
+    publish.add(ActionRecorded.SUBJECT)
     subscribe = {f"{service}.cmd.>", f"_INBOX_{service}.>"}
-    # kernel/streams.ensure_streams: its own stream, the DLQ and, for a holder of
+    # kernel/streams.ensure_streams: its own stream, the DLQ, OPS and, for a holder of
     # personal data, PEOPLE (streams_of), created if absent.
     declared = [spec.name for spec in streams_of(service)]
     publish |= {f"$JS.API.STREAM.{a}.{s}" for s in declared for a in ("INFO", "CREATE")}
@@ -298,6 +319,8 @@ def test_service_user_allows_exactly_what_its_code_uses(service: str, tmp_path: 
         for subject in spec.subjects:
             sample = subject.replace("*", "x").replace(">", "x.y")
             assert may_publish(service, sample) == (spec.name == service.upper()), sample
+    # ... and in OPS its own records, nothing else of it
+    assert may_publish(service, ActionRecorded.SUBJECT)
     for other in SERVICES:
         assert may_publish(service, f"dlq.{other}.x.y") == (other == service)
         # ... no other service's commands, to send (but the few it must) or to receive ...
@@ -357,16 +380,32 @@ def test_nobody_changes_pulls_or_deletes_a_durable_not_its_own(user: str, tmp_pa
 # The public site
 
 
+# The web service records staff account changes in OPS itself (it has no outbox):
+# services/web/office/staff.py through kernel/audit.publish, creating OPS if absent.
+WEB_RECORDS = {
+    ActionRecorded.SUBJECT,
+    f"$JS.API.STREAM.INFO.{OPS_STREAM}",
+    f"$JS.API.STREAM.CREATE.{OPS_STREAM}",
+}
+
+
 def test_web_user_sends_only_the_commands_the_site_sends() -> None:
-    """The door owns no stream: the commands its pages send, its health, nothing else."""
+    """The door owns no stream: the commands its pages send, its health, the records of
+    staff changes, nothing else."""
     allowed = permissions("web")
-    assert allowed["publish"] == web_commands(), sorted(allowed["publish"] ^ web_commands())
+    wanted = web_commands() | WEB_RECORDS
+    assert allowed["publish"] == wanted, sorted(allowed["publish"] ^ wanted)
     assert {"events.cmd.book", "notifications.cmd.unsubscribe"} <= allowed["publish"]
+    # ... the operator's pages: each service lists its own dead letters and takes them
+    # back; the site reads no stream itself, and never asks for a replay or a rebuild
+    for service in SERVICES:
+        assert {dead_letters_subject(service), redrive_subject(service)} <= allowed["publish"]
+        assert not {replay_subject(service), rebuild_subject(service)} & allowed["publish"]
     # ... and answers `vestry staff`, the operator's commands about staff accounts
     assert allowed["subscribe"] == {health_subject("web"), "web.cmd.staff_*", "_INBOX_web.>"}
     assert not allowed["publish_deny"]
     assert "allow_responses: true" in user_block("web")  # its health replies
-    every = allowed["publish"] | allowed["subscribe"]
+    every = (allowed["publish"] - WEB_RECORDS) | allowed["subscribe"]
     assert not any(s.startswith("$") or s.startswith(f"{DLQ_PREFIX}.") for s in every)
     assert not any(s.endswith(">") or "*" in s for s in allowed["publish"])
 
@@ -401,7 +440,7 @@ def test_the_operator_acts_through_the_services() -> None:
         "$JS.API.CONSUMER.LIST.*",
         "$JS.API.STREAM.MSG.GET.*",
         "$JS.API.STREAM.MSG.DELETE.DLQ",
-        "ops.action.*",
+        ActionRecorded.SUBJECT,  # what it does itself: purge, forget
         *FORGET_PUBLISHES,
     }, sorted(allowed["publish"])
     assert allowed["subscribe"] == {
@@ -414,7 +453,9 @@ def test_the_operator_acts_through_the_services() -> None:
         may_publish("operator", f"$JS.API.CONSUMER.CREATE.EVENTS.x{t}") for t in ("", ".>")
     )
     assert not may_publish("operator", f"$JS.API.STREAM.MSG.DELETE.{OPS_STREAM}")
-    assert [s for s in OPS_SUBJECTS if may_publish("operator", s.replace("*", "forget"))]
+    assert not may_publish("operator", f"$JS.API.STREAM.CREATE.{OPS_STREAM}")  # the admin's
+    assert may_publish("operator", f"$JS.API.STREAM.INFO.{OPS_STREAM}")
+    assert not may_publish("operator", "ops.action.forget")  # only the contract's subject
     # `vestry people`: forget as above, export through each holder's command.
     for subject in (
         f"$JS.API.STREAM.INFO.{PEOPLE_STREAM}",
@@ -480,7 +521,7 @@ def test_the_observer_only_looks(tmp_path: Path) -> None:
 
 def test_the_admin_only_declares_streams() -> None:
     allowed = permissions("admin")
-    streams = [spec.name for spec in STREAMS]
+    streams = [spec.name for spec in STREAMS if not spec.append_only]
     assert allowed["publish"] == {
         *(f"$JS.API.STREAM.{a}.{s}" for s in streams for a in ("INFO", "CREATE", "UPDATE")),
         f"$JS.API.STREAM.INFO.{OPS_STREAM}",
@@ -499,10 +540,14 @@ def _declare_streams_script():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_the_admin_declares_ops_append_only() -> None:
-    ops = _declare_streams_script().ops_config(3)
-    assert ops.name == OPS_STREAM and ops.subjects == OPS_SUBJECTS
+def test_the_admin_declares_ops_append_only_as_the_services_do() -> None:
+    ops = _declare_streams_script().ops_config(3, 600)
+    assert ops.name == OPS_STREAM and ops.subjects == OPS_SUBJECTS == ["ops.action.*"]
     assert ops.deny_delete and ops.deny_purge and ops.num_replicas == 3
+    [declared] = [spec for spec in streams_of("events") if spec.name == OPS_STREAM]
+    assert declared.append_only
+    assert ops == stream_config(declared, duplicate_window_s=600, replicas=3)
+    assert ActionRecorded.SUBJECT.startswith("ops.action.")
 
 
 class _Recorder:
@@ -597,6 +642,7 @@ def test_web_env_example() -> None:
         "VESTRY_PUBLIC_URL",
         "VESTRY_LINK_SECRET",
         "VESTRY_UNSUBSCRIBE_SECRET",
+        "VESTRY_STREAM_REPLICAS",  # OPS, should it create it
     }
     assert read_by_web <= _setting_names()
     # Every setting the site reads, but the port: the unit sets it per replica, and a
@@ -629,10 +675,11 @@ def _setting_names() -> set[str]:
 
 
 def test_every_service_keeps_three_copies_of_its_streams() -> None:
-    """One copy per node; the same in every service, as each one declares the DLQ and
-    PEOPLE, in the operator's, whose `vestry people forget` declares PEOPLE too, and in
-    the admin's environment, which declares them all."""
-    for name in (*SERVICES, "admin", "operator"):
+    """One copy per node; the same in every service, as each one declares the DLQ, OPS
+    and PEOPLE, in the web service's, which may create OPS, in the operator's, whose
+    `vestry people forget` declares PEOPLE too, and in the admin's environment, which
+    declares them all."""
+    for name in (*SERVICES, "web", "admin", "operator"):
         env = read_env(ENV_DIR / f"{name}.env.example")
         assert env.get("VESTRY_STREAM_REPLICAS") == str(len(NODES)), name
         assert Settings(stream_replicas=env["VESTRY_STREAM_REPLICAS"]).stream_replicas == 3

@@ -102,6 +102,20 @@ class Broadcasts:
             assert planned is not None
             return _broadcast_answer(planned)
         await store.plan_broadcast(ctx.session, broadcast_id, fan.planned)
+        await ctx.record_action(
+            "send_broadcast",
+            target=command.topic,
+            filters={
+                "template": command.template,
+                "channels": list(dict.fromkeys(command.channels)),
+                "urgent": command.urgent,
+            },
+            result={
+                "broadcast_id": broadcast_id,
+                "recipients": fan.recipients,
+                "planned": len(fan.planned),
+            },
+        )
         if not fan.planned:  # nobody to wait for: it is complete now
             await complete_broadcast(ctx.session, broadcast, ctx.publish, {"sent": 0, "failed": 0})
         return _broadcast_answer(broadcast)

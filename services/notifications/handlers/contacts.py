@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
 
 from contracts.notifications_v1 import (
     AddContact,
@@ -102,6 +102,8 @@ async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str,
         .order_by(store.Contact.email)
         .limit(command.limit + 1)
     )
+    if command.search:
+        own = own.where(_mentions(command.search, store.Contact))
     if command.topic:
         known_topics([command.topic])
         own = own.join(store.ContactTopic).where(store.ContactTopic.topic == command.topic)
@@ -113,6 +115,8 @@ async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str,
             .order_by(store.DirectoryEntry.email)
             .limit(command.limit + 1)
         )
+        if command.search:
+            learnt = learnt.where(_mentions(command.search, store.DirectoryEntry))
         emails = set(await ctx.session.scalars(own))
         emails |= set(await ctx.session.scalars(learnt))
     ordered = sorted(emails)
@@ -122,6 +126,18 @@ async def list_contacts(command: ListContacts, ctx: CommandContext) -> dict[str,
         "contacts": [await _describe(ctx, known) for known in people],
         "next": page[-1] if len(ordered) > command.limit else None,
     }
+
+
+def _mentions(search: str, table: type[store.Contact] | type[store.DirectoryEntry]) -> Any:
+    """Rows whose email, name or organisation holds ``search`` in any case (``%`` and
+    ``_`` taken literally)."""
+    wanted = search.lower()
+    return or_(
+        *(
+            func.lower(column).contains(wanted, autoescape=True)
+            for column in (table.email, table.name, table.organisation)
+        )
+    )
 
 
 async def show_contact(command: ShowContact, ctx: CommandContext) -> dict[str, Any]:
@@ -205,6 +221,12 @@ async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[
     delivery.next_attempt_at = datetime.now(UTC)
     delivery.claim = None
     delivery.attempts_before_resend = delivery.attempts
+    await ctx.record_action(  # not its recipient: the audit names no one
+        "resend",
+        target=delivery.id,
+        filters={"channel": delivery.channel, "template": delivery.template},
+        result={"status": delivery.status, "attempts": delivery.attempts},
+    )
     return {
         "delivery_id": delivery.id,
         "recipient": delivery.recipient,

@@ -8,9 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nats.aio.client import Client
 from starlette.middleware import Middleware
@@ -23,7 +24,18 @@ from kernel import migrations
 from kernel.settings import Settings
 from kernel.store import create_engine, redacted, session_factory
 from services.web import NAME
-from services.web.office import checkin, events, invoicing, members, reports, sign_in, today
+from services.web.office import (
+    alerts,
+    checkin,
+    events,
+    invoicing,
+    members,
+    members_actions,
+    operations,
+    reports,
+    sign_in,
+    today,
+)
 from services.web.office.accounts import SESSION_COOKIE, Accounts
 from services.web.office.door import StaffDoor
 from services.web.office.staff import answer_staff_commands
@@ -33,17 +45,21 @@ from services.web.settings import WebSettings
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+LONDON = ZoneInfo("Europe/London")
 
 mount = Mount(
     "/office",
     routes=[
         *sign_in.routes,
         *today.routes,
+        *members_actions.routes,  # before members: /members/new is not a member's page
         *members.routes,
         *invoicing.routes,
         *events.routes,
         *checkin.routes,
         *reports.routes,
+        *alerts.routes,
+        *operations.routes,
     ],
     middleware=[Middleware(StaffDoor)],
     name="office",
@@ -95,7 +111,7 @@ async def running(
         )
         add_filters(state.pages)
         state.office = office
-        await answer_staff_commands(client, office.accounts)
+        await answer_staff_commands(client, office.accounts, settings)
         log.info("back office up; staff accounts in %s", office.store_url)
         yield office
     finally:
@@ -118,5 +134,15 @@ def long_date(value: str | date | None) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
+def london_minute(value: str | None) -> str:
+    """A UTC instant (ISO 8601) as the partnership reads it: 2026-07-01T09:05:00+00:00 →
+    1 Jul 2026, 10:05 (UK time)."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(LONDON):%-d %b %Y, %H:%M}"
+
+
 def add_filters(templates: Jinja2Templates) -> None:
-    templates.env.filters.update(pounds=pounds, long_date=long_date)
+    templates.env.filters.update(pounds=pounds, long_date=long_date, london_minute=london_minute)

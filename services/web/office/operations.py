@@ -1,0 +1,210 @@
+"""Operations: each service's health (its unsent facts, the work it owes, its consumers'
+lag), the dead letters listed and shown, and one sent back to the service it failed in.
+The operator's pages. The site reads no stream: each service answers for its own
+consumers and dead letters, and redrives its own (``<service>.cmd.health``,
+``.dead_letters``, ``.redrive``), and records a redrive in the audit stream with the
+staff member the request names."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats.errors
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from contracts import new_message_id
+from contracts.system_v1 import (
+    SERVICES,
+    DeadLettersReport,
+    DeadLettersRequest,
+    RedriveReport,
+    RedriveRequest,
+    Reply,
+    dead_letters_subject,
+    redrive_subject,
+)
+from kernel.audit import ACTOR_HEADER, REQUEST_ID_HEADER
+from kernel.commands import CommandFailed, ServiceUnavailable
+from services.web.office.door import actor_address, office_render, page, redirect, refusal
+from services.web.office.today import service_health
+from services.web.security import check_csrf
+
+OPERATOR = ("operator",)
+LETTERS_PAGE = 100
+# A redrive applies the letter through the service's own path: longer than a page waits.
+REDRIVE_TIMEOUT_S = 30.0
+OUTCOMES = {
+    "applied": "The dead letter was applied: it has left the dead letters.",
+    "skipped": "The message had been handled since: it has left the dead letters.",
+    "failed": "It failed again and is back among the dead letters, with its count raised.",
+    "not_found": "That dead letter had gone already: nothing was redriven.",
+}
+
+
+async def operate(
+    request: Request, subject: str, asked: BaseModel, *, timeout: float | None = None
+) -> dict[str, Any]:
+    """Send an operator's request (no envelope: its body is ``asked``) with the staff
+    member in its headers, as the services record them; the answer's data."""
+    staff = request.state.staff
+    headers = {
+        ACTOR_HEADER: staff.actor(actor_address(request)).model_dump_json(),
+        REQUEST_ID_HEADER: new_message_id(),
+    }
+    try:
+        answer = await request.app.state.nats.request(
+            subject,
+            asked.model_dump_json().encode(),
+            timeout=timeout or request.app.state.office.timeout,
+            headers=headers,
+        )
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        raise ServiceUnavailable(f"nothing answered {subject}") from None
+    reply = Reply.model_validate_json(answer.data)
+    if not reply.ok:
+        assert reply.error is not None
+        raise CommandFailed(reply.error)
+    return reply.data or {}
+
+
+async def letters_of(
+    request: Request, service: str, asked: DeadLettersRequest
+) -> DeadLettersReport | None:
+    """A service's dead letters as it lists them; None if it does not answer."""
+    try:
+        return DeadLettersReport.model_validate(
+            await operate(request, dead_letters_subject(service), asked)
+        )
+    except ServiceUnavailable:
+        return None
+
+
+async def operations(request: Request) -> Response:
+    health, letters = await asyncio.gather(
+        service_health(request),
+        asyncio.gather(
+            *(letters_of(request, s, DeadLettersRequest(limit=LETTERS_PAGE)) for s in SERVICES)
+        ),
+    )
+    return office_render(
+        request,
+        "office/operations/index.html",
+        {
+            "health": health,
+            "letters": {
+                service: (None if report is None else len(report.letters), report and report.next)
+                for service, report in zip(SERVICES, letters, strict=True)
+            },
+        },
+    )
+
+
+async def dead_letters(request: Request) -> Response:
+    """Every service's dead letters, oldest first, a page at a time: each answers for its
+    own after the same DLQ sequence, and the page is the first of them all."""
+    raw = request.query_params.get("after", "")
+    after = int(raw) if raw.isdigit() and len(raw) < 19 else 0
+    asked = DeadLettersRequest(after=after, limit=LETTERS_PAGE)
+    reports = await asyncio.gather(*(letters_of(request, s, asked) for s in SERVICES))
+    every = sorted(
+        (letter for report in reports if report for letter in report.letters),
+        key=lambda letter: letter.sequence,
+    )
+    shown = every[:LETTERS_PAGE]
+    more = len(every) > LETTERS_PAGE or any(report and report.next for report in reports)
+    outcome = request.query_params.get("outcome", "")
+    return office_render(
+        request,
+        "office/operations/dead_letters.html",
+        {
+            "letters": shown,
+            "silent": [s for s, report in zip(SERVICES, reports, strict=True) if report is None],
+            "next_page": f"/office/operations/dead-letters?after={shown[-1].sequence}"
+            if more and shown
+            else None,
+            "first_page": "/office/operations/dead-letters" if after else None,
+            "outcome": OUTCOMES.get(outcome, ""),
+            "redriven": request.query_params.get("letter", "")[:19],
+        },
+    )
+
+
+async def find_letter(request: Request) -> tuple[str, int] | None:
+    service = request.path_params["service"]
+    sequence = request.path_params["sequence"]
+    if service not in SERVICES or not sequence.isdigit() or not 0 < int(sequence) < 10**18:
+        return None
+    return service, int(sequence)
+
+
+def no_letter(request: Request) -> Response:
+    return refusal(
+        request, 404, "Dead letter not found", "There is no such dead letter, or it has gone."
+    )
+
+
+async def dead_letter(request: Request) -> Response:
+    found = await find_letter(request)
+    if found is None:
+        return no_letter(request)
+    service, sequence = found
+    report = DeadLettersReport.model_validate(
+        await operate(request, dead_letters_subject(service), DeadLettersRequest(sequence=sequence))
+    )
+    if not report.letters:
+        return no_letter(request)
+    return office_render(
+        request, "office/operations/dead_letter.html", {"letter": report.letters[0]}
+    )
+
+
+async def redrive(request: Request) -> Response:
+    found = await find_letter(request)
+    if found is None:
+        return no_letter(request)
+    service, sequence = found
+    check_csrf(request, await request.form())
+    report = RedriveReport.model_validate(
+        await operate(
+            request,
+            redrive_subject(service),
+            RedriveRequest(sequences=[sequence]),
+            timeout=REDRIVE_TIMEOUT_S,
+        )
+    )
+    return redirect(
+        f"/office/operations/dead-letters?letter={sequence}&outcome={outcome_of(report)}"
+    )
+
+
+def outcome_of(report: RedriveReport) -> str:
+    """What became of the one letter a redrive named."""
+    if report.applied:
+        return "applied"
+    if report.skipped:
+        return "skipped"
+    if report.failed:
+        return "failed"
+    return "not_found"
+
+
+routes = [
+    page("/operations", operations, roles=OPERATOR, name="operations"),
+    page("/operations/dead-letters", dead_letters, roles=OPERATOR, name="dead_letters"),
+    page(
+        "/operations/dead-letters/{service}/{sequence}",
+        dead_letter,
+        roles=OPERATOR,
+        name="dead_letter",
+    ),
+    page(
+        "/operations/dead-letters/{service}/{sequence}/redrive",
+        redrive,
+        roles=OPERATOR,
+        methods=("POST",),
+        name="redrive",
+    ),
+]
