@@ -215,8 +215,11 @@ async def test_a_broadcast_is_previewed_sent_followed_and_a_failed_delivery_rese
         assert 'src="/static/office/compose.js"' in composer.text
 
         csrf = await form_token(client, "/office/alerts/broadcasts/new")
+        sending = re.search(r'name="sending_id" value="([^"]+)"', composer.text)
+        assert sending
         fields = {
             "csrf_token": csrf,
+            "sending_id": sending.group(1),
             "topic": "waste_and_recycling",
             "channels": ["email", "sms"],
             "template": "broadcast",
@@ -264,10 +267,19 @@ async def test_a_broadcast_is_previewed_sent_followed_and_a_failed_delivery_rese
             data={**fields, "headline": "€" * 200, "action": "send"},
         )
         assert too_long.status_code == 409 and "the limit is 2" in problem_text(too_long)
+        renewed = re.search(r'name="sending_id" value="([^"]+)"', too_long.text)
+        assert renewed and renewed.group(1) != fields["sending_id"]  # a refused send was answered
+        fields["sending_id"] = renewed.group(1)
 
         sent = await client.post("/office/alerts/broadcasts/new", data={**fields, "action": "send"})
         assert sent.status_code == 303
         broadcast_url = sent.headers["location"]
+        # Send pressed again (a double click without the script, the form resubmitted):
+        # the same command, answered with the same broadcast, sent once.
+        again = await client.post(
+            "/office/alerts/broadcasts/new", data={**fields, "action": "send"}
+        )
+        assert again.status_code == 303 and again.headers["location"] == broadcast_url
         going = await client.get(broadcast_url)
         assert going.status_code == 200 and 'src="/static/office/refresh.js"' in going.text
 

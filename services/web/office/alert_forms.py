@@ -5,6 +5,7 @@ refusal lands on the field it names."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,10 @@ class BroadcastForm:
     headline: str = ""
     body: str = ""
     urgent: bool = False
+    # The envelope id the send goes under, fixed when the page is first shown: a
+    # second press of Send (a double click without JavaScript, a resubmitted form)
+    # is the same command, answered with the same broadcast, sent once.
+    sending_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     # Where a refusal naming the command's field is shown on the form. A value the
     # template could not be rendered with is in what was written.
@@ -188,7 +193,11 @@ class BroadcastForm:
         """The form as typed, with a topic or channel not among those offered left
         unchosen (the templates are the notifications service's to know)."""
         topic = text_value(form, "topic", 60)[0]
+        sending_id = str(form.get("sending_id") or "")
+        if not _is_uuid(sending_id):
+            sending_id = str(uuid.uuid4())
         return cls(
+            sending_id=sending_id,
             topic=topic if topic in TOPICS else "",
             channels=chosen(form, "channels", CHANNELS),
             template=text_value(form, "template", 60)[0],
@@ -243,3 +252,10 @@ class BroadcastForm:
     @classmethod
     def form_field(cls, command_field: str | None) -> str:
         return cls.FIELDS.get((command_field or "").split(".")[0], "")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -6,6 +6,7 @@ count and rendering is the notifications service's."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -330,10 +331,12 @@ async def compose(request: Request) -> Response:
     if problems:
         return composer(request, form, preview, templates, problems, preview_problems, status=400)
     try:
-        sent = await ask(request, form.send_command())
+        sent = await ask(request, form.send_command(), id=form.sending_id)
     except CommandFailed as refused:
         problems = FormProblems()
         on_field(problems, BroadcastForm.form_field(refused.error.field), refused.error.message)
+        # That command was answered; the message put right is a new one.
+        form.sending_id = str(uuid.uuid4())
         return composer(request, form, preview, templates, problems, preview_problems, status=409)
     return redirect(f"/office/alerts/broadcasts/{sent['broadcast_id']}")
 

@@ -170,11 +170,14 @@ def actor_address(request: Request) -> str:
     return client_of(request)
 
 
-async def ask(request: Request, command: Command) -> dict[str, Any]:
-    """Send ``command`` as the signed-in staff member; the reply's data, or CommandFailed."""
+async def ask(request: Request, command: Command, *, id: str | None = None) -> dict[str, Any]:
+    """Send ``command`` as the signed-in staff member; the reply's data, or CommandFailed.
+
+    ``id``, the envelope id, makes a resent form the same command: the service answers
+    it as it answered the first, and acts once."""
     office = request.app.state.office
     staff: StaffMember = request.state.staff
-    envelope = Envelope.wrap(command, actor=staff.actor(actor_address(request)))
+    envelope = Envelope.wrap(command, id=id, actor=staff.actor(actor_address(request)))
     reply = await request_raw(
         request.app.state.nats, command.SUBJECT, envelope.to_bytes(), timeout=office.timeout
     )
