@@ -66,8 +66,12 @@ demo: install documents
 dev: install documents
 	$(BIN)/vestry dev
 
+# Two workers, a test file each at a time: most of the suite waits on servers and
+# subprocesses, so two at once roughly halve the run on two cores.
+PYTEST_WORKERS ?= 2
+
 test: install browser validators lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-unit: install documents validators
 	$(BIN)/python -m pytest -q tests/unit
