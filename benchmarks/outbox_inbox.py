@@ -89,7 +89,8 @@ async def pipeline(settings: Settings, count: int, timeout: float) -> PipelineTi
     write_s = await fill_outbox(producer.sessions, envelopes)
 
     async with consumer.running():
-        (facts,) = consumer.consumers
+        # Its durable on SUBSCRIPTIONS (it also reads PEOPLE, where nothing comes here).
+        (facts,) = [c for c in consumer.consumers if c.spec.stream == "SUBSCRIPTIONS"]
         async with producer.running():
             # The relay task exists but has not run yet: nothing awaited since it was made.
             started = time.monotonic()

@@ -12,7 +12,7 @@ fix it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,12 @@ class Applier:
     @property
     def subjects(self) -> tuple[str, ...]:
         return tuple(sorted({REGISTRY.spec(t, v).subject for t, v in self._handlers}))
+
+    async def prepare(self, batch: Sequence[Incoming]) -> None:
+        """Ready a fetched batch for ``decode``: the keys of the people it names are
+        fetched together rather than one round trip per message."""
+        if self._keyring is not None:
+            await self._keyring.warm(item.data for item in batch)
 
     async def decode(self, incoming: Incoming) -> Decoded | Failure:
         """The message as its handler takes it, personal fields opened; or why it cannot be.

@@ -112,8 +112,9 @@ class FactConsumer:
     async def process(self, msgs: list[Msg]) -> None:
         """Apply one fetched batch, then settle each message with JetStream."""
         ready = []
-        for msg in msgs:
-            item = incoming(msg)
+        items = [incoming(msg) for msg in msgs]
+        await self._applier.prepare(items)
+        for item in items:
             decoded = await self._decode(item)
             if isinstance(decoded, Failure):
                 await self._dead_letter(item, decoded)

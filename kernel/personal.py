@@ -303,6 +303,19 @@ class Keyring:
             sealed.append(envelope.model_copy(update={"data": data}))
         return sealed
 
+    async def warm(self, raws: Iterable[bytes]) -> None:
+        """Fetch at once the keys of everyone the raw facts ``raws`` name, so that opening
+        them one by one waits on no round trip (a consumer's fetched batch)."""
+        wanted: set[str] = set()
+        for raw in raws:
+            start = 0
+            while (found := raw.find(SEALED_PREFIX.encode(), start)) != -1:
+                begin = found + len(SEALED_PREFIX)
+                wanted.add(raw[begin : begin + 40].decode(errors="replace"))
+                start = begin
+        missing = [pid for pid in wanted if self._cached(pid) is None]
+        await asyncio.gather(*(self._fetch(pid) for pid in missing))
+
     async def open(self, envelope: Envelope) -> Envelope:
         """``envelope`` with its sealed fields opened, or erased stand-ins where the key is gone."""
         model = message_model(envelope)

@@ -150,11 +150,17 @@ async def _apply(
 ) -> tuple[int, int, int]:
     ready: list[Decoded] = []
     failed = 0
-    for msg in msgs:
-        meta = msg.metadata
-        item = Incoming(
-            data=msg.data, subject=msg.subject, stream=meta.stream, sequence=meta.sequence.stream
+    items = [
+        Incoming(
+            data=msg.data,
+            subject=msg.subject,
+            stream=msg.metadata.stream,
+            sequence=msg.metadata.sequence.stream,
         )
+        for msg in msgs
+    ]
+    await applier.prepare(items)
+    for item in items:
         decoded = await applier.decode(item)
         if isinstance(decoded, Failure):
             await dead_letter(js, item, service=service, consumer=consumer, failure=decoded)
