@@ -33,7 +33,7 @@ from services.web.office.alert_forms import (
     ContactForm,
     on_field,
 )
-from services.web.office.door import ask, office_render, page, redirect, refusal
+from services.web.office.door import ask, ask_about, office_render, page, redirect, refusal
 from services.web.security import check_csrf
 
 COMMS = ("comms",)
@@ -112,14 +112,9 @@ async def contacts(request: Request) -> Response:
 async def find_contact(request: Request, ref: str | None = None) -> dict[str, Any] | None:
     """The contact the address names (id or email), as the notifications service shows
     them; None if there is none."""
-    try:
-        return await ask(request, ShowContact(contact=ref or request.path_params["contact"]))
-    except ValidationError:
-        return None
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
-        return None
+    return await ask_about(
+        request, lambda: ShowContact(contact=ref or request.path_params["contact"])
+    )
 
 
 def no_contact(request: Request) -> Response:
@@ -362,13 +357,10 @@ async def preview_json(request: Request) -> Response:
 
 
 async def broadcast(request: Request) -> Response:
-    try:
-        status = await ask(
-            request, BroadcastStatus(broadcast_id=request.path_params["broadcast_id"])
-        )
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
+    status = await ask_about(
+        request, lambda: BroadcastStatus(broadcast_id=request.path_params["broadcast_id"])
+    )
+    if status is None:
         return refusal(
             request, 404, "Broadcast not found", "There is no broadcast at this address."
         )

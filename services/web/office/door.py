@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -185,6 +186,20 @@ async def ask(request: Request, command: Command, *, id: str | None = None) -> d
         assert reply.error is not None
         raise CommandFailed(reply.error)
     return reply.data or {}
+
+
+async def ask_about(request: Request, make: Callable[[], Command]) -> dict[str, Any] | None:
+    """What the owning service shows of the thing a page's address names (an event, a
+    member, an invoice); None when there is no such thing: an address no command can be
+    made from, or one the service does not know."""
+    try:
+        return await ask(request, make())
+    except ValidationError:
+        return None
+    except CommandFailed as refused:
+        if refused.error.code not in ("not_found", "invalid"):
+            raise
+        return None
 
 
 def redirect(url: str) -> RedirectResponse:

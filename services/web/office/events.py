@@ -25,7 +25,7 @@ from contracts.events_v1 import (
 )
 from kernel.commands import CommandFailed
 from services.web.forms import FormProblems, sentence
-from services.web.office.door import ask, office_render, page, redirect, refusal
+from services.web.office.door import ask, ask_about, office_render, page, redirect, refusal
 from services.web.office.exports import csv_response, decimal_pounds
 from services.web.office.forms import LONDON, CancelEventForm, EventForm, StaffBookingForm
 from services.web.pages.booking import member_organisations
@@ -66,14 +66,7 @@ def no_event(request: Request) -> Response:
 
 async def find_event(request: Request) -> dict[str, Any] | None:
     """The event the address names, as the events service shows it; None if there is none."""
-    try:
-        return await ask(request, ShowEvent(event_id=request.path_params["event_id"]))
-    except ValidationError:
-        return None
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
-        return None
+    return await ask_about(request, lambda: ShowEvent(event_id=request.path_params["event_id"]))
 
 
 def london_minute(instant: str) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,7 +21,7 @@ from contracts.subscriptions_v1 import (
 )
 from kernel.commands import CommandFailed
 from services.web.forms import FormProblems, sentence
-from services.web.office.door import ask, office_render, page, redirect, refusal
+from services.web.office.door import ask, ask_about, office_render, page, redirect, refusal
 from services.web.office.forms import DateFields, PaymentForm, VoidForm
 from services.web.office.today import chosen_year, financial_year, london_today
 from services.web.security import check_csrf
@@ -157,14 +156,7 @@ async def invoices(request: Request) -> Response:
 
 async def document(request: Request) -> dict[str, Any] | None:
     """The invoice or credit note the address names, or None if there is none."""
-    try:
-        return await ask(request, ShowInvoice(number=request.path_params["number"]))
-    except ValidationError:
-        return None
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
-        return None
+    return await ask_about(request, lambda: ShowInvoice(number=request.path_params["number"]))
 
 
 def no_invoice(request: Request) -> Response:

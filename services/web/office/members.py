@@ -3,13 +3,11 @@ page with its membership and documents. Finance's pages."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.subscriptions_v1 import ListMembers, ShowMember
-from kernel.commands import CommandFailed
-from services.web.office.door import ask, office_render, page, refusal
+from services.web.office.door import ask, ask_about, office_render, page, refusal
 
 FINANCE = ("finance",)
 STATUSES = {"": "Current and left", "current": "Current", "left": "Left"}
@@ -46,13 +44,8 @@ async def members(request: Request) -> Response:
 
 
 async def member(request: Request) -> Response:
-    try:
-        found = await ask(request, ShowMember(member=request.path_params["member_id"]))
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
-        return refusal(request, 404, "Member not found", "There is no member at this address.")
-    except ValidationError:
+    found = await ask_about(request, lambda: ShowMember(member=request.path_params["member_id"]))
+    if found is None:
         return refusal(request, 404, "Member not found", "There is no member at this address.")
     return office_render(request, "office/members/show.html", {"member": found})
 

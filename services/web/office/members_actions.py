@@ -17,7 +17,7 @@ from starlette.responses import Response
 from contracts.subscriptions_v1 import ListMembers, ShowDocument, ShowMember
 from kernel.commands import CommandFailed
 from services.web.forms import FormProblems, sentence
-from services.web.office.door import ask, office_render, page, redirect, refusal
+from services.web.office.door import ask, ask_about, office_render, page, redirect, refusal
 from services.web.office.exports import SAFE_NAME
 from services.web.office.forms import DateFields
 from services.web.office.member_forms import (
@@ -144,14 +144,8 @@ def import_page(
 
 
 async def find_member(request: Request) -> dict[str, Any] | None:
-    try:
-        return await ask(request, ShowMember(member=request.path_params["member_id"]))
-    except ValidationError:
-        return None
-    except CommandFailed as refused:
-        if refused.error.code not in ("not_found", "invalid"):
-            raise
-        return None
+    """The member the address names, as the subscriptions service shows it; None if none."""
+    return await ask_about(request, lambda: ShowMember(member=request.path_params["member_id"]))
 
 
 def no_member(request: Request) -> Response:
