@@ -19,6 +19,11 @@ ACTIONS: tuple[str, ...] = (
     "leave_member",
     "rejoin_member",
     "change_billing_contact",
+    # events
+    "create_event",
+    "update_event",
+    "publish_event",
+    "cancel_event",
     # notifications
     "resend",
     "send_broadcast",

@@ -5,15 +5,19 @@ service itself, once even when the command is sent again."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client
 
 from contracts import Envelope
+from contracts.envelope import Actor
+from contracts.events_v1 import CancelEvent, PublishEvent, UpdateEvent
 from kernel.commands import request, request_raw
 from kernel.settings import Settings
 from services.web.office.commands import DisableStaff, SetStaffRoles
 from tests.conftest import eventually
+from tests.events_support import EVENT_DAY, event_command
 from tests.integration.test_audit_stream import two_invoices
 from tests.web.test_office_access import add_staff, staff_client
 from tests.web_support import form_token, running_site
@@ -120,3 +124,42 @@ async def test_staff_account_changes_are_recorded_by_the_web_service_once_each(
     assert log[1]["filters"] == {"roles": ["comms", "finance"]}
     assert log[1]["request_id"] == roles.id
     assert log[2]["result"] == {"sessions_ended": 0}
+
+
+async def test_an_events_officers_create_publish_move_and_cancel_are_each_recorded_once(
+    settings: Settings, nc: Client
+) -> None:
+    """What the events pages send, as they send it: each command under the officer's
+    name (the envelope's actor), and recorded once by the events service."""
+    officer = Actor(id="st-7", name="Eve Events", address="10.0.0.7")
+
+    async def as_officer(command: Any) -> dict[str, Any]:
+        envelope = Envelope.wrap(command, actor=officer)
+        reply = await request_raw(nc, command.SUBJECT, envelope.to_bytes())
+        again = await request_raw(nc, command.SUBJECT, envelope.to_bytes())  # a retry
+        assert reply.ok and again == reply, reply.error
+        return reply.data or {}
+
+    async with running_site(settings):
+        created = await as_officer(event_command())
+        event_id = created["event_id"]
+        await as_officer(PublishEvent(event_id=event_id))
+        moved = EVENT_DAY + timedelta(days=1)
+        await as_officer(
+            UpdateEvent(event_id=event_id, starts_at=moved, ends_at=moved + timedelta(hours=3))
+        )
+        await as_officer(CancelEvent(event_id=event_id, reason="The speaker is ill."))
+        log = await audit_log(nc, 4)
+
+    assert [row["action"] for row in log] == [
+        "create_event",
+        "publish_event",
+        "update_event",
+        "cancel_event",
+    ]
+    assert all(
+        (row["by"], row["by_kind"], row["staff_id"], row["service"])
+        == ("Eve Events", "staff", "st-7", "events")
+        for row in log
+    )
+    assert log[2]["filters"]["changed"] == ["booking_closes_at", "ends_at", "starts_at"]

@@ -89,6 +89,11 @@ class EventCommands(Places):
         )
         ctx.session.add(event)
         await ctx.session.flush()
+        await ctx.record_action(
+            "create_event",
+            target=event.title,
+            filters={"event_id": event.id, "starts_at": event.starts_at.isoformat()},
+        )
         return event_view(event, waiting=0)
 
     async def publish_event(self, command: PublishEvent, ctx: CommandContext) -> dict[str, Any]:
@@ -115,6 +120,7 @@ class EventCommands(Places):
             ),
             id=derived_message_id("EventPublished", event.id),
         )
+        await ctx.record_action("publish_event", target=event.title, filters={"event_id": event.id})
         return event_view(event, waiting=0)
 
     async def update_event(self, command: UpdateEvent, ctx: CommandContext) -> dict[str, Any]:
@@ -191,6 +197,12 @@ class EventCommands(Places):
             )
             promoted = await self.promote_from_waiting_list(ctx.session, ctx.publish, event)
         await ctx.session.flush()
+        await ctx.record_action(
+            "update_event",
+            target=event.title,
+            filters={"event_id": event.id, "changed": changed},
+            result={"moved": moved, "promoted": len(promoted)},
+        )
         waiting = await store.waiting_count(ctx.session, event.id)
         return {
             **event_view(event, waiting=waiting),
@@ -238,6 +250,12 @@ class EventCommands(Places):
         event.confirmed = 0
         await store.void_pending_reminders(ctx.session, event_id=event.id)
         await ctx.session.flush()
+        await ctx.record_action(
+            "cancel_event",
+            target=event.title,
+            filters={"event_id": event.id},  # the reason is on EventCancelled, for the attendees
+            result={"bookings_cancelled": len(live)},
+        )
         return {**event_view(event, waiting=0), "bookings_cancelled": len(live)}
 
     async def list_events(self, command: ListEvents, ctx: CommandContext) -> dict[str, Any]:
