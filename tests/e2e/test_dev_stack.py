@@ -60,7 +60,7 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             "0",
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "dev.out").open("w"),  # a pipe unread till the end could fill
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -132,7 +132,8 @@ def test_dev_stack_starts_serves_and_stops_without_leaving_processes(tmp_path: P
             assert part in names
     finally:
         dev.send_signal(signal.SIGTERM)
-        output, _ = dev.communicate(timeout=30)
+        dev.wait(timeout=30)
+        output = (tmp_path / "dev.out").read_text()
 
     assert dev.returncode == 0, output
     assert "stopped." in output
@@ -180,7 +181,7 @@ def test_dev_stack_brings_back_nats_and_the_smtp_capture(tmp_path: Path) -> None
             "0",
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "dev.out").open("w"),  # a pipe unread till the end could fill
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -226,7 +227,8 @@ def test_dev_stack_brings_back_nats_and_the_smtp_capture(tmp_path: Path) -> None
         ]
     finally:
         dev.send_signal(signal.SIGTERM)
-        output, _ = dev.communicate(timeout=30)
+        dev.wait(timeout=30)
+        output = (tmp_path / "dev.out").read_text()
     assert dev.returncode == 0, output
     assert "smtp exited with code -9; restarting" in output
     assert "nats-server exited with code -9; restarting" in output

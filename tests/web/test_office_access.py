@@ -49,7 +49,7 @@ async def sign_in(
 @asynccontextmanager
 async def staff_client(site: Site, email: str) -> AsyncIterator[httpx.AsyncClient]:
     """A browser-like client signed in as ``email``."""
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
         signed = await sign_in(client, email)
         assert signed.status_code == 303, signed.text
         yield client
@@ -73,7 +73,10 @@ def problem_text(page: httpx.Response) -> str:
 async def test_signing_in_gives_a_strict_cookie_and_signing_out_ends_it(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         await add_staff(nc, "fiona.finance@partnership.example.org", "finance")
 
         first = await client.get("/office/members?tier=district")
@@ -165,7 +168,10 @@ async def test_a_changed_or_ended_session_cookie_is_refused(settings: Settings, 
 async def test_every_office_page_without_a_session_goes_to_sign_in_or_is_refused(
     settings: Settings,
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         csrf = await form_token(client, "/office/sign-in")  # a visitor's genuine token
         paths = [filled(route.path) for route in office_app.mount.routes]
         paths += ["/office/", "/office/no-such-page", "/office/../office/members"]
@@ -294,7 +300,10 @@ async def test_ten_wrong_passwords_lock_the_address_for_a_growing_time(
     settings: Settings, nc: Client
 ) -> None:
     web = site_settings(lockout_minutes=0.02, sign_ins_per_minute=1000)  # a 1.2 s first lock
-    async with running_site(settings, web) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings, web) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         email = "fiona.finance@partnership.example.org"
         await add_staff(nc, email, "finance")
         for attempt in range(1, 10):
@@ -358,7 +367,7 @@ async def test_a_session_ends_when_idle_and_at_its_absolute_lifetime(
 async def test_cookies_are_secure_outside_development(settings: Settings, nc: Client) -> None:
     async with running_site(settings, site_settings(secure_cookies=True)) as site:
         await add_staff(nc, "fiona.finance@partnership.example.org", "finance")
-        async with httpx.AsyncClient(base_url=site.url) as client:
+        async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
             page = await client.get("/office/sign-in")
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
             assert csrf is not None

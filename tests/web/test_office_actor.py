@@ -109,7 +109,7 @@ async def test_pages_that_only_read_name_the_reader_and_public_pages_name_nobody
         listening = await nc.subscribe(ListMembers.SUBJECT, cb=overhear)
         async with (
             staff_client(site, "fiona.finance@partnership.example.org") as client,
-            httpx.AsyncClient(base_url=site.url) as stranger,
+            httpx.AsyncClient(base_url=site.url, timeout=30) as stranger,
         ):
             assert (await client.get("/office/members")).status_code == 200
             assert (await stranger.get(f"/events/{event_id}/book")).status_code == 200

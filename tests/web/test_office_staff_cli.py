@@ -32,7 +32,10 @@ async def vestry(settings: Settings, *args: str, stdin: str | None = None) -> An
 
 
 async def test_staff_accounts_are_managed_through_the_web_service(settings: Settings) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         code, out = await vestry(
             settings,
             "staff", "add", "--email", EMAIL, "--name", "Fiona Finance",
@@ -105,7 +108,10 @@ async def test_staff_accounts_are_managed_through_the_web_service(settings: Sett
 
 
 async def test_a_password_reset_at_the_prompt_lifts_a_lockout(settings: Settings) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         code, _ = await vestry(
             settings, "staff", "add", "--email", EMAIL, "--name", "Fiona Finance",
             "--role", "finance", "--password-stdin", stdin=PASSWORD,

@@ -56,7 +56,7 @@ async def to_the_card_page(client: httpx.AsyncClient, link: str) -> str:
 
 async def on_the_card_page(card_page: str, action: str = "pay", card: str = TEST_CARD) -> str:
     """What the person does on the provider's card page; where it sends them back."""
-    async with httpx.AsyncClient() as browser:
+    async with httpx.AsyncClient(timeout=30) as browser:
         assert (await browser.get(card_page)).status_code == 200
         done = await browser.post(card_page, data={"action": action, "card_number": card})
     assert done.status_code == 303
@@ -79,7 +79,7 @@ async def test_a_card_payment_is_recorded_once_whether_the_return_or_the_webhook
     site, stand_in = paying_site.site, paying_site.stand_in
     invoice = await invoiced_member(nc)
     number, gross = invoice["number"], invoice["gross"]
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
         link = pay_link(paying_site, number)
         page = await client.get(link)
         assert "Pay your invoice" in page.text and "£2,000.00" in page.text
@@ -126,7 +126,7 @@ async def test_a_payment_that_did_not_go_through_says_so_and_records_nothing(
     site, stand_in = paying_site.site, paying_site.stand_in
     invoice = await invoiced_member(nc)
     number = invoice["number"]
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
         card_page = await to_the_card_page(client, pay_link(paying_site, number))
         payment_id = payment_of(stand_in, card_page)
         back = await on_the_card_page(card_page, action, card)
@@ -146,7 +146,7 @@ async def test_a_webhook_with_a_bad_signature_is_refused_and_records_nothing(
     site, stand_in = paying_site.site, paying_site.stand_in
     invoice = await invoiced_member(nc)
     number = invoice["number"]
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
         card_page = await to_the_card_page(client, pay_link(paying_site, number))
         payment_id = payment_of(stand_in, card_page)
         await on_the_card_page(card_page)  # paid, but the person never comes back
@@ -194,7 +194,7 @@ async def test_a_strangers_changed_link_shows_nothing_and_starts_nothing(
     theirs = await invoiced_member(nc, "Rochdale Council")
     link = pay_link(paying_site, mine["number"])
     signature = link.split("?s=")[1]
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
         token = CSRF.search((await client.get(link)).text)
         assert token
         changed = [
@@ -234,7 +234,7 @@ async def test_only_the_pay_page_lets_a_form_lead_to_the_card_pages(
     paying_site: Paying, nc: Client
 ) -> None:
     invoice = await invoiced_member(nc)
-    async with httpx.AsyncClient(base_url=paying_site.site.url) as client:
+    async with httpx.AsyncClient(base_url=paying_site.site.url, timeout=30) as client:
         pay = await client.get(pay_link(paying_site, invoice["number"]))
         programme = await client.get("/events")
     (policy,) = pay.headers.get_list("content-security-policy")
@@ -252,7 +252,7 @@ async def test_webhooks_are_refused_where_no_signing_secret_is_set(
         settings = paying(settings, stand_in, pay_webhook_secret=None)
         async with (
             running_site(settings) as site,
-            httpx.AsyncClient(base_url=site.url) as client,
+            httpx.AsyncClient(base_url=site.url, timeout=30) as client,
         ):
             answer = await client.post(
                 "/pay/webhook", content=b"{}", headers={"Pay-Signature": "0"}

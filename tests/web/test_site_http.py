@@ -51,7 +51,10 @@ def error_on(page: httpx.Response, field: str) -> str:
 async def test_each_refusal_lands_on_its_field_and_nothing_is_stored(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         event_id = await upcoming_event(nc, capacity=5, places_per_organisation=1)
 
         bad_email = await book(client, event_id, name="Priya", email="priya.at.wigan")
@@ -87,7 +90,10 @@ async def test_each_refusal_lands_on_its_field_and_nothing_is_stored(
 
 
 async def test_a_closed_or_unknown_event_cannot_be_booked(settings: Settings, nc: Client) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         closing = soon(2)
         event_id = await upcoming_event(
             nc, starts_at=closing, booking_closes_at=closing - timedelta(days=3)
@@ -110,7 +116,10 @@ async def test_a_closed_or_unknown_event_cannot_be_booked(settings: Settings, nc
 async def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         event_id = await upcoming_event(nc, capacity=5)
         await client.get(f"/events/{event_id}/book")  # has the cookie, not the token
         missing = await client.post(f"/events/{event_id}/book", data=PERSON)
@@ -120,7 +129,9 @@ async def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
         for refused in (missing, forged):
             assert refused.status_code == 403
             assert "Your form could not be sent" in refused.text
-        async with httpx.AsyncClient(base_url=site.url) as stranger:  # another site's page
+        async with httpx.AsyncClient(
+            base_url=site.url, timeout=30
+        ) as stranger:  # another site's page
             token = await form_token(client, f"/events/{event_id}/book")
             cross_site = await stranger.post(
                 f"/events/{event_id}/book", data={**PERSON, "csrf_token": token}
@@ -130,7 +141,10 @@ async def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
 
 
 async def test_every_answer_carries_the_security_headers(settings: Settings, nc: Client) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         for path in ("/events", "/bookings", "/no-such-page", "/events.atom"):
             headers = (await client.get(path)).headers
             csp = headers["content-security-policy"]
@@ -138,14 +152,19 @@ async def test_every_answer_carries_the_security_headers(settings: Settings, nc:
             assert "frame-ancestors 'none'" in csp
             assert headers["x-frame-options"] == "DENY"
             assert headers["referrer-policy"] == "no-referrer"
-        cookie = (await httpx.AsyncClient(base_url=site.url).get("/events")).headers["set-cookie"]
+        cookie = (await httpx.AsyncClient(base_url=site.url, timeout=30).get("/events")).headers[
+            "set-cookie"
+        ]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
 
 
 async def test_the_manage_link_opens_one_booking_and_a_changed_link_is_refused(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         event_id = await upcoming_event(nc, capacity=5)
         booked = await book(client, event_id, **PERSON)
         reference = urlsplit(booked.headers["location"]).path.rsplit("/", 1)[1]
@@ -178,7 +197,10 @@ async def test_the_manage_link_opens_one_booking_and_a_changed_link_is_refused(
 async def test_the_eleventh_wrong_reference_in_a_minute_is_refused(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         event_id = await upcoming_event(nc, capacity=5)
         booked = await book(client, event_id, **PERSON)
         reference = urlsplit(booked.headers["location"]).path.rsplit("/", 1)[1]
@@ -215,7 +237,7 @@ async def test_a_flood_of_booking_forms_gets_429_and_never_a_half_made_booking(
 ) -> None:
     async with (
         running_site(settings, site_settings(bookings_per_minute=5)) as site,
-        httpx.AsyncClient(base_url=site.url) as client,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
     ):
         event_id = await upcoming_event(nc, capacity=50)
         token = await form_token(client, f"/events/{event_id}/book")
@@ -264,7 +286,7 @@ async def test_feeds_parse_independently_and_every_link_opens_a_page_on_the_site
         settings_url = settings.public_url.rstrip("/")
         first = await upcoming_event(nc, title="Lean reviews")
         second = await upcoming_event(nc, title="Information\x0b governance", starts_at=soon(40))
-        async with httpx.AsyncClient(base_url=site.url) as client:
+        async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
             atom = await client.get("/events.atom")
             assert atom.headers["content-type"].startswith("application/atom+xml")
             feed = feedparser.parse(atom.content)
@@ -299,7 +321,10 @@ async def test_feeds_parse_independently_and_every_link_opens_a_page_on_the_site
 async def test_a_body_larger_than_any_form_is_refused_before_it_is_read(
     settings: Settings, nc: Client
 ) -> None:
-    async with running_site(settings) as site, httpx.AsyncClient(base_url=site.url) as client:
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
         event_id = await upcoming_event(nc, capacity=5)
         token = await form_token(client, f"/events/{event_id}/book")
         huge = await client.post(
