@@ -143,6 +143,7 @@ async def test_choices_override_what_facts_said_and_an_opt_in_needs_a_mobile(
         await eventually(
             lambda: len(read_captured(settings.data_dir / "sms")) == 1, what="SMS to the opted-in"
         )
+        await eventually(lambda: caught_up(nc, notifications, events), what="both bookings learnt")
         opted_in = await request(nc, ShowContact(contact="f1@example.gov.uk"))
         assert (opted_in["sms_consent"], opted_in["source"], opted_in["topics"]) == (
             True,

@@ -112,6 +112,7 @@ async def running(
         add_filters(state.pages)
         state.office = office
         await answer_staff_commands(client, office.accounts, settings)
+        await client.flush()  # the server knows the subscriptions before anyone is told we are up
         log.info("back office up; staff accounts in %s", office.store_url)
         yield office
     finally:
