@@ -270,7 +270,8 @@ class Keyring:
     async def seal(self, envelopes: Iterable[Envelope]) -> list[Envelope]:
         """``envelopes`` with every personal field of every fact sealed under its person's key."""
         envelopes = list(envelopes)
-        people = {self.person_id(email) for e in envelopes for email in emails_in(e)}
+        named = [emails_in(envelope) for envelope in envelopes]
+        people = {self.person_id(email) for emails in named for email in emails}
         keys = dict(
             zip(
                 people,
@@ -279,9 +280,9 @@ class Keyring:
             )
         )
         sealed: list[Envelope] = []
-        for envelope in envelopes:
+        for envelope, emails in zip(envelopes, named, strict=True):
             model = message_model(envelope)
-            if model is None or not emails_in(envelope):
+            if model is None or not emails:
                 sealed.append(envelope)
                 continue
             data = json.loads(json.dumps(envelope.data))

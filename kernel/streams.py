@@ -161,12 +161,14 @@ async def ensure_streams(
     duplicate_window_s: float,
     replicas: int = 1,
     streams: Iterable[StreamSpec] = STREAMS,
+    update: bool = True,
 ) -> None:
     """Create each stream, or bring an existing one's subjects, window and replicas up to
-    date; an append-only stream (OPS) is only created, never updated."""
+    date; an append-only stream (OPS), or any when ``update`` is False (a user who may
+    not change streams), is only created, never updated."""
     for spec in streams:
         config = stream_config(spec, duplicate_window_s=duplicate_window_s, replicas=replicas)
-        await _declare_stream(js, config, update=not spec.append_only)
+        await _declare_stream(js, config, update=update and not spec.append_only)
 
 
 async def _declare_stream(

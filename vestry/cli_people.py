@@ -14,8 +14,6 @@ from typing import Annotated, Any
 import typer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from contracts import Envelope
 from contracts.people_v1 import (
@@ -29,7 +27,7 @@ from kernel.commands import request
 from kernel.personal import Keyring
 from kernel.production import key_problem
 from kernel.settings import Settings
-from kernel.streams import PEOPLE_STREAM, STREAMS, stream_config
+from kernel.streams import PEOPLE_STREAM, STREAMS, ensure_streams
 from vestry import ops
 from vestry.connection import connected
 from vestry.terminal import console, emit, fail, options_of, run
@@ -76,7 +74,15 @@ async def erase(
     """
     js = nc.jetstream()
     keyring = await _keyring(nc, settings)
-    await _ensure_people_stream(js, settings)
+    # Created if missing, never changed: in production the admin declares streams and
+    # the operator may not update them.
+    await ensure_streams(
+        js,
+        duplicate_window_s=settings.duplicate_window_s,
+        replicas=settings.stream_replicas,
+        streams=[spec for spec in STREAMS if spec.name == PEOPLE_STREAM],
+        update=False,
+    )
     erasure = Erasure(erasure_id=str(uuid.uuid4()))
     answered = asyncio.Event()
     by_subject = {fact.SUBJECT: service for service, fact in ERASED_FACTS.items()}
@@ -113,22 +119,6 @@ async def erase(
     erasure.key_found = await keyring.shred(email)
     erasure.key_deleted = True  # whether or not there was one, none is left
     return erasure
-
-
-async def _ensure_people_stream(js: JetStreamContext, settings: Settings) -> None:
-    """Create PEOPLE if it is missing; never change one (in production the admin
-    declares streams and the operator may not update them)."""
-    try:
-        await js.stream_info(PEOPLE_STREAM)
-    except NotFoundError:
-        [spec] = [spec for spec in STREAMS if spec.name == PEOPLE_STREAM]
-        await js.add_stream(
-            stream_config(
-                spec,
-                duplicate_window_s=settings.duplicate_window_s,
-                replicas=settings.stream_replicas,
-            )
-        )
 
 
 async def export(nc: Client, email: str, phone: str | None, *, timeout: float) -> dict[str, Any]:
