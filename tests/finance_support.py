@@ -38,7 +38,9 @@ async def facts_on(nc: Client, subject: str) -> list[dict[str, Any]]:
     """The data of every fact on ``subject`` in the SUBSCRIPTIONS stream, oldest first."""
     js = nc.jetstream()
     info = await js.stream_info("SUBSCRIPTIONS")
-    found = []
+    found: list[dict[str, Any]] = []
+    if not info.state.messages:  # an empty stream's first sequence is 0: nothing to ask for
+        return found
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         try:
             msg = await js.get_msg("SUBSCRIPTIONS", seq)
