@@ -250,6 +250,7 @@ async def answer_once(
     on_commit: Callable[[], None],
     max_payload: int | None = None,
     reply_to: str | None = None,
+    reads_only: bool = False,
 ) -> bytes:
     """The answer to ``raw``, an envelope of ``model``, as the bytes to send: the first
     answer given to its envelope id, if there was one (and nothing runs), else the
@@ -261,6 +262,12 @@ async def answer_once(
     the transaction is rolled back and the caller told ``too_large``. ``reply_to`` is the
     request's reply subject: whose inbox the answer goes to, which the audit records
     (``CommandContext.record_action``).
+
+    A query that only ever reads (``reads_only``, with ``sessions`` from
+    ``kernel.store.reading_session_factory``) runs in a transaction that takes no write
+    lock, so that a slow one (a document being printed) holds no writer up; nothing of
+    it is recorded, a refusal included, and a handler that writes or publishes there
+    fails rather than write unlocked.
     """
     read = read_command(raw, model)
     if isinstance(read, Reply):
@@ -269,7 +276,7 @@ async def answer_once(
     asked = _Asked(model, command, envelope)
     try:
         async with sessions() as session, session.begin():
-            given = await _answers_given(session, [asked])
+            given = None if reads_only else await _answers_given(session, [asked])
             if given:
                 return given[envelope.id]
             writes = _Writes(session)
@@ -281,10 +288,14 @@ async def answer_once(
             reply = _wire(Reply(ok=True, data=data, **_about(envelope)))
             _fits(reply, max_payload)
             await session.flush()
+            if reads_only and (writes.seen or publish.published):
+                raise RuntimeError(f"{model.TYPE} is answered as a query but it wrote")
             if writes.seen or publish.published:
                 await _record(session, [(asked, reply)])
     except Refused as refusal:
         refused = Reply(ok=False, error=refusal.error, **_about(envelope))
+        if reads_only:
+            return _wire(refused)
         return await _record_alone(sessions, asked, _wire(refused))
     except _TooLarge as too_large:
         return _wire(too_large.reply(envelope))

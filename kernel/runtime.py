@@ -61,6 +61,7 @@ from kernel.settings import Settings
 from kernel.store import (
     create_engine,
     finish_abandoned_closes,
+    reading_session_factory,
     redacted,
     scrub_after_erasure,
     session_factory,
@@ -83,6 +84,7 @@ class Service:
         self.database_url = self.settings.database_url(name)
         self.engine = create_engine(self.database_url)
         self.sessions = session_factory(self.engine)
+        self.reading_sessions = reading_session_factory(self.engine)
         self._migrations_dir = migrations_dir
         self.broker = NatsBroker(
             self.settings.nats_url.split(","),
@@ -125,9 +127,11 @@ class Service:
     # Declaring what the service does
 
     def command(
-        self, model: type[M]
+        self, model: type[M], *, reads_only: bool = False
     ) -> Callable[[commands.CommandHandler], commands.CommandHandler]:
-        """Answer ``model`` on its subject, shared by every replica (queue group)."""
+        """Answer ``model`` on its subject, shared by every replica (queue group); a query
+        that never writes may say ``reads_only`` and take no write lock
+        (``kernel.commands.answer_once``)."""
 
         def register(handler: commands.CommandHandler) -> commands.CommandHandler:
             async def endpoint(msg: NatsMessage) -> NatsResponse:
@@ -136,10 +140,11 @@ class Service:
                     msg.body,
                     model=model,
                     handler=handler,
-                    sessions=self.sessions,
+                    sessions=self.reading_sessions if reads_only else self.sessions,
                     on_commit=self.wake_relay,
                     max_payload=self.max_payload(),
                     reply_to=msg.reply_to,
+                    reads_only=reads_only,
                 )
                 # The bytes as answer_once made them: a retry's answer is the first's, exactly.
                 return NatsResponse(reply, headers={"content-type": "application/json"})

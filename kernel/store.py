@@ -68,6 +68,11 @@ answers_table = Table(
 )
 
 
+# An execution option: transactions that only read (on SQLite, BEGIN rather than
+# BEGIN IMMEDIATE, so that a slow query does not hold every writer up).
+READS_ONLY = "vestry_reads_only"
+
+
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
     parsed = make_url(url)
@@ -93,6 +98,10 @@ def create_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        if connection.get_execution_options().get(READS_ONLY):
+            # Under WAL a reader neither waits for the writer nor holds it up.
+            connection.exec_driver_sql("BEGIN")
+            return
         # Take the write lock up front: a deferred transaction that reads and
         # then writes can fail at once with SQLITE_BUSY when another writer won.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -154,6 +163,13 @@ def _checkpoint(path: str) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reading_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for transactions that only read: on SQLite they take no write lock."""
+    return async_sessionmaker(
+        engine.execution_options(**{READS_ONLY: True}), expire_on_commit=False
+    )
 
 
 @asynccontextmanager

@@ -64,21 +64,26 @@ def create_service(
         (messages.LeaveMember, handlers.leave_member),
         (messages.ChangeBillingContact, handlers.change_billing_contact),
         (messages.RejoinMember, handlers.rejoin_member),
-        (messages.ListMembers, handlers.list_members),
-        (messages.ShowMember, handlers.show_member),
         (messages.RunInvoicing, handlers.run_invoicing),
-        (messages.InvoiceRunStatus, handlers.invoice_run_status),
-        (messages.ListInvoices, handlers.list_invoices),
-        (messages.ShowInvoice, handlers.show_invoice),
-        (messages.ShowDocument, handlers.show_document),
-        (messages.ShowStatement, handlers.show_statement),
-        (messages.InvoiceSummary, handlers.invoice_summary),
         (messages.RecordPayment, handlers.record_payment),
         (messages.VoidInvoice, handlers.void_invoice),
         (messages.ReissueInvoice, handlers.reissue_invoice),
         (ExportPersonFromSubscriptions, people.export_person),
     ):
         service.command(model)(handler)
+    # Queries take no write lock: printing a run's documents for the emails (a PDF is
+    # CPU work of a second or so) must not hold the finance officer's pages up.
+    for model, handler in (
+        (messages.ListMembers, handlers.list_members),
+        (messages.ShowMember, handlers.show_member),
+        (messages.InvoiceRunStatus, handlers.invoice_run_status),
+        (messages.ListInvoices, handlers.list_invoices),
+        (messages.ShowInvoice, handlers.show_invoice),
+        (messages.ShowDocument, handlers.show_document),
+        (messages.ShowStatement, handlers.show_statement),
+        (messages.InvoiceSummary, handlers.invoice_summary),
+    ):
+        service.command(model, reads_only=True)(handler)
     paying = card_payments.CardPayments(
         service.sessions, govuk_pay.provider_from(service.settings), billing, clock
     )
