@@ -64,12 +64,18 @@ async def test_a_confirmed_booking_sends_one_email_with_an_ics_and_one_sms_where
         assert "Lean reviews in local government" in sms.text
         assert sms.segments <= 2
 
-        rows = await deliveries(notes)
-        assert sorted((r.channel, r.status) for r in rows) == [
-            ("email", "sent"),
-            ("email", "sent"),
-            ("sms", "sent"),
-        ]
+        # The mail server and the SMS sink have the messages a moment before the ledger
+        # records them as sent.
+        async def all_sent() -> list[store.Delivery] | None:
+            rows = await deliveries(notes)
+            statuses = sorted((r.channel, r.status) for r in rows)
+            return (
+                rows
+                if statuses == [("email", "sent"), ("email", "sent"), ("sms", "sent")]
+                else None
+            )
+
+        rows = await eventually(all_sent, what="three deliveries recorded as sent")
         (sms_row,) = [r for r in rows if r.channel == "sms"]
         assert sms_row.provider_id == sms.id and sms_row.segments == sms.segments
 
