@@ -292,6 +292,11 @@ async def test_a_broadcast_is_previewed_sent_followed_and_a_failed_delivery_rese
         mails = read_mailbox(mail_dir)
         assert [m.subject for m in mails] == [NOTICE["headline"]]  # one refused: no mailbox
 
+        today = await client.get("/office/")  # the failure waits on Today too
+        watch = re.search(r'<ul[^>]*id="deliveries-to-watch".*?</ul>', today.text, re.S)
+        assert watch and 'href="/office/alerts/deliveries?status=failed">1 failed' in watch[0]
+        assert "quiet hours" not in watch[0]
+
         ledger = await client.get("/office/alerts/deliveries")
         assert ledger.status_code == 200
         rows = re.findall(r'<tr class="govuk-table__row">(.*?)</tr>', ledger.text, re.S)

@@ -92,6 +92,12 @@ async def test_an_operator_sees_the_services_and_redrives_a_dead_letter(
         assert "events-subscriptions" in page.text and "notifications-events" in page.text
         assert "Not answering" not in page.text
 
+        today = await client.get("/office/")  # Today says where they wait
+        watch = re.search(r'<ul[^>]*id="letters-to-watch".*?</ul>', today.text, re.S)
+        assert watch and "events: 2 dead letters" in watch[0]
+        assert "notifications: 1 dead letter<" in watch[0] and "subscriptions" not in watch[0]
+        assert 'href="/office/operations/dead-letters"' in today.text
+
         every = await client.get("/office/operations/dead-letters")
         assert every.status_code == 200
         rows = listed(every.text)

@@ -8,28 +8,21 @@ staff member the request names."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import nats.errors
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from contracts import new_message_id
 from contracts.system_v1 import (
     SERVICES,
     DeadLettersReport,
     DeadLettersRequest,
     RedriveReport,
     RedriveRequest,
-    Reply,
     dead_letters_subject,
     redrive_subject,
 )
-from kernel.audit import ACTOR_HEADER, REQUEST_ID_HEADER
-from kernel.commands import CommandFailed, ServiceUnavailable
-from services.web.office.door import actor_address, office_render, page, redirect, refusal
-from services.web.office.today import service_health
+from services.web.office.door import office_render, page, redirect, refusal
+from services.web.office.service_reports import letters_of, operate, service_health
 from services.web.security import check_csrf
 
 OPERATOR = ("operator",)
@@ -42,44 +35,6 @@ OUTCOMES = {
     "failed": "It failed again and is back among the dead letters, with its count raised.",
     "not_found": "That dead letter had gone already: nothing was redriven.",
 }
-
-
-async def operate(
-    request: Request, subject: str, asked: BaseModel, *, timeout: float | None = None
-) -> dict[str, Any]:
-    """Send an operator's request (no envelope: its body is ``asked``) with the staff
-    member in its headers, as the services record them; the answer's data."""
-    staff = request.state.staff
-    headers = {
-        ACTOR_HEADER: staff.actor(actor_address(request)).model_dump_json(),
-        REQUEST_ID_HEADER: new_message_id(),
-    }
-    try:
-        answer = await request.app.state.nats.request(
-            subject,
-            asked.model_dump_json().encode(),
-            timeout=timeout or request.app.state.office.timeout,
-            headers=headers,
-        )
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        raise ServiceUnavailable(f"nothing answered {subject}") from None
-    reply = Reply.model_validate_json(answer.data)
-    if not reply.ok:
-        assert reply.error is not None
-        raise CommandFailed(reply.error)
-    return reply.data or {}
-
-
-async def letters_of(
-    request: Request, service: str, asked: DeadLettersRequest
-) -> DeadLettersReport | None:
-    """A service's dead letters as it lists them; None if it does not answer."""
-    try:
-        return DeadLettersReport.model_validate(
-            await operate(request, dead_letters_subject(service), asked)
-        )
-    except ServiceUnavailable:
-        return None
 
 
 async def operations(request: Request) -> Response:

@@ -1,7 +1,8 @@
 """Today: the year's money by tier and aged debt (finance), the coming weeks' events and
-their fill (events), and the services' consumers and unsent facts (operators). Each
-part comes from its owner's command; a part the member of staff has no role for is not
-asked for at all."""
+their fill (events), deliveries that failed or wait for quiet hours to end (comms), and
+the services' consumers, unsent facts and dead letters (operators). Each part comes
+from its owner's command; a part the member of staff has no role for is not asked for
+at all."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
 
 from contracts.events_v1 import ListEvents
+from contracts.notifications_v1 import ListDeliveries
 from contracts.subscriptions_v1 import InvoiceSummary
-from contracts.system_v1 import SERVICES, HealthReport, health_subject
+from contracts.system_v1 import SERVICES, DeadLettersRequest
 from services.web.office.accounts import StaffMember
 from services.web.office.door import ask, office_render, page
+from services.web.office.service_reports import letters_of, service_health
 
 LONDON = ZoneInfo("Europe/London")
 COMING_WEEKS = 6
+LETTERS_COUNTED = 100  # dead letters counted per service; more shows as "100 or more"
 AGES = {
     "not_due": "Not yet due",
     "1-30": "1 to 30 days overdue",
@@ -60,19 +63,6 @@ async def coming_events(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-async def service_health(request: Request) -> list[dict[str, Any]]:
-    """Each service's own report of its consumers' lag and its unsent facts."""
-
-    async def one(name: str) -> dict[str, Any]:
-        try:
-            reply = await request.app.state.nats.request(health_subject(name), b"", timeout=2)
-        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            return {"service": name, "up": False, "report": None}
-        return {"service": name, "up": True, "report": HealthReport.model_validate_json(reply.data)}
-
-    return list(await asyncio.gather(*(one(name) for name in SERVICES)))
-
-
 async def today(request: Request) -> Response:
     staff: StaffMember = request.state.staff
     year = chosen_year(request)
@@ -81,9 +71,29 @@ async def today(request: Request) -> Response:
         context["summary"] = await ask(request, InvoiceSummary(year=year))
     if "events" in staff.roles:
         context["events"] = await coming_events(request)
+    if "comms" in staff.roles:
+        context["deliveries"] = (await ask(request, ListDeliveries(limit=1)))["counts"]
     if "operator" in staff.roles:
-        context["health"] = await service_health(request)
+        context["health"], context["letters"] = await asyncio.gather(
+            service_health(request), dead_letter_counts(request)
+        )
     return office_render(request, "office/today.html", context)
+
+
+async def dead_letter_counts(request: Request) -> list[dict[str, Any]]:
+    """Each service's dead letters: how many (up to ``LETTERS_COUNTED``, and whether
+    there are more), or that it did not answer."""
+    asked = DeadLettersRequest(limit=LETTERS_COUNTED)
+    reports = await asyncio.gather(*(letters_of(request, name, asked) for name in SERVICES))
+    return [
+        {
+            "service": name,
+            "up": report is not None,
+            "count": len(report.letters) if report else 0,
+            "more": bool(report and report.next),
+        }
+        for name, report in zip(SERVICES, reports, strict=True)
+    ]
 
 
 routes = [page("/", today, roles=None, name="today")]
