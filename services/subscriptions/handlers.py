@@ -113,7 +113,18 @@ class Subscriptions:
     # Members
 
     async def join_member(self, command: JoinMember, ctx: CommandContext) -> dict[str, Any]:
-        """Enrol a member and publish MembershipStarted in the same transaction."""
+        """Enrol a member and publish MembershipStarted in the same transaction, recorded
+        in the audit stream (the organisation and its tier; no address)."""
+        joined = await self._join(command, ctx)
+        await ctx.record_action(
+            "join_member",
+            target=command.name,
+            filters={"tier": command.tier, "joined_on": command.joined_on.isoformat()},
+            result=joined,
+        )
+        return joined
+
+    async def _join(self, command: JoinMember, ctx: CommandContext) -> dict[str, Any]:
         self._in_bounds(lambda: self.bounds.check_date(command.joined_on, "joined_on"))
         found = await store.find_member(ctx.session, command.name)
         if found is not None and found[1].ends_on is not None:
@@ -177,8 +188,15 @@ class Subscriptions:
                 "nothing imported: " + "; ".join(f"line {n}: {why}" for _, n, why in problems),
                 f"line {line}",
             )
-        ids = [await self.join_member(member, ctx) for member in command.members]
-        return {"joined": len(ids), "member_ids": [i["member_id"] for i in ids]}
+        ids = [await self._join(member, ctx) for member in command.members]
+        answer = {"joined": len(ids), "member_ids": [i["member_id"] for i in ids]}
+        await ctx.record_action(
+            "import_members",
+            target=f"{len(ids)} members",
+            filters={"members": [m.name for m in command.members]},
+            result=answer,
+        )
+        return answer
 
     async def _member(self, session: Any, ref: str) -> tuple[Member, Membership]:
         found = await store.find_member(session, ref)

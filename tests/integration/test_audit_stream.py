@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable
 from datetime import date
 from typing import Any
 
@@ -17,6 +18,7 @@ from contracts import Envelope
 from contracts.envelope import Actor
 from contracts.money import Money
 from contracts.subscriptions_v1 import (
+    ImportMembers,
     JoinMember,
     ListInvoices,
     RecordPayment,
@@ -38,20 +40,28 @@ from tests.stack import join, stack
 from vestry.cli_audit import records
 from vestry.demo_invoicing import current_financial_year
 
+JOINING = ("join_member", "import_members")
 FIONA = Actor(id="s-1", name="Fiona Finance", address="192.0.2.7")
 
 
 async def audit_log(nc: Client, count: int) -> list[dict[str, Any]]:
-    """The OPS records once there are ``count``; a moment later, to show no more come."""
+    """The OPS records once there are ``count``; a moment later, to show no more come.
+    Joining the members a test starts from is recorded too (see
+    test_joining_and_importing_members_are_recorded_without_addresses); the tests look
+    at what follows."""
     js = nc.jetstream()
 
-    async def enough() -> list[dict[str, Any]] | None:
+    async def after_joining() -> list[dict[str, Any]]:
         found = await records(js, limit=1000)
+        return [row for row in found if row["action"] not in JOINING]
+
+    async def enough() -> list[dict[str, Any]] | None:
+        found = await after_joining()
         return found if len(found) >= count else None
 
     await eventually(enough, what=f"{count} records in OPS")
     await asyncio.sleep(0.5)  # a second record of anything would be in by now
-    return await records(js, limit=1000)
+    return await after_joining()
 
 
 async def two_invoices(nc: Client) -> list[str]:
@@ -74,6 +84,53 @@ async def two_invoices(nc: Client) -> list[str]:
         return [row["number"] for row in found] if len(found) == 2 else None
 
     return await eventually(numbered, what="the run's two invoices")
+
+
+async def test_joining_and_importing_members_are_recorded_without_addresses(
+    settings: Settings, nc: Client
+) -> None:
+    year = current_financial_year()
+
+    def member(name: str) -> JoinMember:
+        email = f"ap@{name.split()[0].lower()}.example.gov.uk"
+        return JoinMember(
+            name=name, tier="district", billing_email=email, joined_on=date(year, 4, 1)
+        )
+
+    async with stack(settings):
+        joined = Envelope.wrap(member("Wigan Council"), actor=FIONA)
+        first = await request_raw(nc, JoinMember.SUBJECT, joined.to_bytes())
+        again = await request_raw(nc, JoinMember.SUBJECT, joined.to_bytes())  # a retry
+        assert first.ok and again.ok and again.data == first.data
+        imported = Envelope.wrap(
+            ImportMembers(members=[member("Bolton Council"), member("Bury Council")]),
+            actor=FIONA,
+        )
+        assert (await request_raw(nc, ImportMembers.SUBJECT, imported.to_bytes())).ok
+        refused = ImportMembers(members=[member("Chorley Council"), member("Bury Council")])
+        raw = Envelope.wrap(refused, actor=FIONA).to_bytes()
+        assert not (await request_raw(nc, ImportMembers.SUBJECT, raw)).ok  # Bury is in
+        js = nc.jetstream()
+        log = await eventually(lambda: _at_least(records(js, limit=1000), 2), what="2 records")
+        await asyncio.sleep(0.5)  # a second record of anything would be in by now
+        log = await records(js, limit=1000)
+
+    assert [(row["action"], row["target"], row["by"]) for row in log] == [
+        ("join_member", "Wigan Council", "Fiona Finance"),
+        ("import_members", "2 members", "Fiona Finance"),
+    ]
+    assert log[0]["filters"] == {"tier": "district", "joined_on": f"{year}-04-01"}
+    assert log[0]["result"] == first.data
+    assert log[1]["filters"] == {"members": ["Bolton Council", "Bury Council"]}
+    assert log[1]["result"]["joined"] == 2
+    assert "example.gov.uk" not in json.dumps(log)  # no address in an append-only stream
+
+
+async def _at_least(
+    found: Awaitable[list[dict[str, Any]]], count: int
+) -> list[dict[str, Any]] | None:
+    rows = await found
+    return rows if len(rows) >= count else None
 
 
 async def test_a_payment_and_a_void_by_a_staff_member_are_each_recorded_once_with_their_name(
