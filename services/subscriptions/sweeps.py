@@ -2,7 +2,10 @@
 
 Both are idempotent: the reminders table's primary key (invoice, stage) sends
 each stage once; the automation marks each scheduled moment once it has
-started that moment's run, and the run itself bills only the unbilled.
+started that moment's run, and the run itself bills only the unbilled. Every
+replica runs them; their transactions take one lock first (SQLite's write lock,
+PostgreSQL's advisory lock), so replicas that start at the same moment take
+turns and the later ones find the work done rather than collide on those keys.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.envelope import derived_message_id
@@ -36,6 +39,14 @@ from services.subscriptions.store import (
 
 log = logging.getLogger(__name__)
 LONDON = ZoneInfo("Europe/London")
+AUTOMATION_LOCK = 7710500002  # PostgreSQL advisory lock key (the migrations use ...01)
+
+
+async def one_replica_at_a_time(session: AsyncSession) -> None:
+    """Wait for any other replica's sweep or scheduled start to commit. On SQLite every
+    transaction already holds the write lock from its start."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUTOMATION_LOCK})
 
 
 async def sweep_overdue(session: AsyncSession, publish: Publisher, today: date) -> int:
@@ -159,6 +170,7 @@ class Automation:
         today = now.astimezone(LONDON).date()
         if self.swept_on != today and now.astimezone(LONDON).time() >= self.at:
             async with self.sessions() as session, session.begin():
+                await one_replica_at_a_time(session)
                 publish = Publisher(session)
                 reminders = await sweep_overdue(session, publish, today)
             self.swept_on = today
@@ -170,6 +182,7 @@ class Automation:
 
     async def _start(self, key: str, year: int, trigger: str, now: datetime) -> str | None:
         async with self.sessions() as session, session.begin():
+            await one_replica_at_a_time(session)
             if await session.get(AutomationMark, key) is not None:
                 return None
             if await invoicing.count_unbilled(session, year) == 0:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from contracts import Envelope, Message
 from contracts.subscriptions_v1 import (
     ChangeTier,
     InvoiceIssued,
+    InvoiceOverdue,
     InvoiceRunStatus,
     JoinMember,
     RunInvoicing,
@@ -31,9 +33,11 @@ from kernel.commands import CommandFailed, request, request_raw
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.subscriptions.app import create_service
-from services.subscriptions.store import Invoice, InvoiceRun
+from services.subscriptions.domain.billing import REMINDER_STAGES
+from services.subscriptions.store import Invoice, InvoiceRun, Reminder
 from tests.conftest import eventually
 from tests.events_support import requests_answered
+from tests.notifications_support import stream_facts
 from tests.stack import outbox_drained
 from tests.subscriptions_helpers import billing_settings, wait_for_run
 
@@ -205,3 +209,37 @@ async def test_a_run_asked_for_on_every_replica_at_once_is_one_run(
         async with services[0].sessions() as session:
             owners = set(await session.scalars(select(InvoiceRun.owner)))
         assert len(owners) == 1  # one runner took it, and kept it
+
+
+@pytest.mark.parametrize("replica_count", [2, 3])
+async def test_replicas_sweeping_at_the_same_moment_send_each_reminder_once_quietly(
+    store_settings: Settings, nc: Client, replica_count: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every replica runs the daily overdue sweep; on one day they may all start it at
+    once. Each stage of each invoice is sent once, and the replicas that find the work
+    done say nothing is wrong."""
+    async with replicas(store_settings, nc, replica_count) as services:
+        await join_district_councils(nc, 12)
+        started = await request(nc, RunInvoicing(year=2008, issued_on=RUN_DAY))
+        await wait_for_run(nc, started["run_id"])
+        (due_on,) = {invoice.due_on for invoice in await documents_of_2008(services[0])}
+        assert due_on is not None
+        caplog.set_level(logging.WARNING)
+        for stage, days in REMINDER_STAGES:
+            sweeping_at = datetime.combine(due_on + timedelta(days=days), time(12), tzinfo=UTC)
+            for service in services:
+                automation = service.automation  # type: ignore[attr-defined]
+                automation.clock = lambda at=sweeping_at: at
+            swept = await asyncio.gather(
+                *(service.automation.tick() for service in services)  # type: ignore[attr-defined]
+            )
+            assert sum(tick["reminders"] for tick in swept) == 12, stage
+            async with services[0].sessions() as session:
+                sent = Counter(
+                    await session.scalars(select(Reminder.stage).where(Reminder.stage == stage))
+                )
+            assert sent == {stage: 12}
+        await eventually(lambda: outbox_drained(services[0]), what="the reminders published")
+        overdue = await stream_facts(nc, "SUBSCRIPTIONS", InvoiceOverdue.SUBJECT)
+        assert len(overdue) == len({e.id for e in overdue}) == 36
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
