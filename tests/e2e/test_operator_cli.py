@@ -119,6 +119,7 @@ async def test_an_operators_night(settings: Settings, nc: Client, mailbox: Mailb
         # (the refused replays and rebuild are not), as the NATS user: none here.
         audit = await vestry_json(settings, "audit")
     assert sorted((row["action"], row["service"], row["dry_run"]) for row in audit) == [
+        *[("join_member", "subscriptions", False)] * 3,  # the members the test starts from
         ("purge", "cli", False),
         ("rebuild", "events", False),
         ("rebuild", "notifications", False),
