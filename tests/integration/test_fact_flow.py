@@ -67,12 +67,14 @@ async def test_relay_crash_after_publish_before_marking_sent_publishes_once(
         relay = subscriptions.relay
         assert relay is not None
         pending = await relay.next_batch()
-        assert len(pending) == 3
+        assert len(pending) == 6  # three MembershipStarted, and each join's audit record
         await relay.publish(pending)  # ... and the relay dies here, before mark_sent
 
-        assert await relay.relay_once() == 3  # the restarted relay publishes them again
-        info = await nc.jetstream().stream_info("SUBSCRIPTIONS")
+        assert await relay.relay_once() == 6  # the restarted relay publishes them again
+        js = nc.jetstream()
+        info = await js.stream_info("SUBSCRIPTIONS")
         assert info.state.messages == 3  # JetStream dropped the copies by Nats-Msg-Id
+        assert (await js.stream_info("OPS")).state.messages == 3
         await eventually(lambda: delivery_count(notifications, "sent"), what="deliveries sent")
         await eventually(lambda: len(mailbox.mails()) == 3)
         assert set((await deliveries_per_cause(notifications)).values()) == {1}
