@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,6 +56,18 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[tuple[str, int], MessageSpec] = {}
+        self._loader: Callable[[], None] | None = None
+
+    def load_with(self, loader: Callable[[], None]) -> None:
+        """Import every message module (``loader``) before the first lookup, not before:
+        a program that needs one module's messages does not pay for all of them."""
+        self._loader = loader
+
+    def _loaded(self) -> dict[tuple[str, int], MessageSpec]:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader()
+        return self._specs
 
     def register(self, model: M) -> M:
         for attribute in ("TYPE", "VERSION", "SUBJECT", "KIND"):
@@ -69,7 +82,7 @@ class Registry:
 
     def spec(self, type_: str, version: int) -> MessageSpec:
         try:
-            return self._specs[(type_, version)]
+            return self._loaded()[(type_, version)]
         except KeyError:
             raise UnknownMessage(f"no message {type_} v{version} is registered") from None
 
@@ -81,7 +94,7 @@ class Registry:
         return self.spec(envelope.type, envelope.version).model.model_validate(envelope.data)
 
     def all(self) -> list[MessageSpec]:
-        return sorted(self._specs.values(), key=lambda spec: (spec.subject, spec.version))
+        return sorted(self._loaded().values(), key=lambda spec: (spec.subject, spec.version))
 
     def facts(self, owner: str | None = None) -> list[MessageSpec]:
         return [
