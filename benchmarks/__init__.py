@@ -14,4 +14,5 @@ BENCHMARKS: tuple[str, ...] = (
     "replay",
     "broadcast",
     "web",
+    "cli_start",
 )

@@ -1,4 +1,10 @@
-"""The `vestry` command: the operator's interface to a running Vestry."""
+"""The `vestry` command: the operator's interface to a running Vestry.
+
+Every command imports what it works with (the contracts, the kernel, nats-py, the
+services' modules) in its own body, not at the top of its module, so that a command
+loads only what it uses: `vestry --help` none of them, `vestry status` the settings,
+nats-py and the contracts.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from contracts.system_v1 import SERVICES
-from kernel.settings import Settings
 from vestry import (
     cli_audit,
     cli_events,
@@ -25,15 +29,14 @@ from vestry import (
     cli_people,
     cli_staff,
     cli_subscriptions,
-    demo_run,
 )
-from vestry import status as status_report
 from vestry.connection import NatsUnreachable, connected
-from vestry.devstack import STORES, DevStack, PortBusy, StoreUnavailable
-from vestry.mailcapture import read_mailbox
 from vestry.terminal import Options, console, emit, errors, fail, options_of, run
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from vestry import status as status_report
+    from vestry.devstack import DevStack
+
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -85,6 +88,8 @@ def _global(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
+    from kernel.settings import Settings
+
     settings = Settings()
     ctx.obj = Options(nats=nats or settings.nats_url, json=json_output, settings=settings)
 
@@ -123,6 +128,9 @@ def dev(
     """Start NATS, an SMTP capture server, the three services (each as --replicas
     processes) and the site, always as development, bringing back any that dies (five
     times a minute at most); Ctrl-C stops them all."""
+    from kernel.settings import Settings
+    from vestry.devstack import STORES, DevStack, PortBusy, StoreUnavailable
+
     if store not in STORES:
         fail(f"--store is {' or '.join(STORES)}, not {store!r}", code=2)
     settings = Settings()
@@ -185,6 +193,9 @@ async def _wait_healthy(
     """The stack's status once every part answers, each service with ``replicas``
     processes; None after ``timeout``. ``meanwhile`` runs between looks (`vestry dev`
     keeps supervising while it waits)."""
+    from contracts.system_v1 import SERVICES
+    from vestry import status as status_report
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not give_up():
         meanwhile()
@@ -237,6 +248,8 @@ def status(
 ) -> None:
     """Services up or down with the pid of each replica, streams with message counts,
     consumers with their lag."""
+    from vestry import status as status_report
+
     options = options_of(ctx)
 
     async def gather() -> status_report.Status:
@@ -310,6 +323,9 @@ def demo(
     web_port: Annotated[int, typer.Option(help="Port of the public site.")] = 8000,
 ) -> None:
     """Run the three jobs end to end against the stack (starting one if none runs)."""
+    from vestry import demo_run
+    from vestry.devstack import DevStack, PortBusy
+
     options = options_of(ctx)
     stack: DevStack | None = None
     if asyncio.run(_wait_healthy(options.nats, 1)) is None:
@@ -353,6 +369,8 @@ def demo(
 
 
 async def _run_demo(options: Options) -> dict[str, Any]:
+    from vestry import demo_run
+
     async with connected(options.nats) as nc:
         with Progress(
             TextColumn("{task.description}"),
@@ -386,6 +404,7 @@ def db_upgrade(
 ) -> None:
     """Apply the Alembic migrations of each service's store."""
     from kernel.migrations import current_revision, upgrade
+    from kernel.settings import Settings
     from kernel.store import create_engine, redacted
     from vestry.services import migrations_dir, service_names
 
@@ -418,6 +437,8 @@ def _mailbox(ctx: typer.Context) -> Path:
 @mail_app.command("ls")
 def mail_ls(ctx: typer.Context) -> None:
     """List the mail the development stack captured."""
+    from vestry.mailcapture import read_mailbox
+
     options = options_of(ctx)
     mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
     rows = [
@@ -441,6 +462,8 @@ def mail_show(
     ctx: typer.Context, number: Annotated[int, typer.Argument(help="Number from `vestry mail ls`.")]
 ) -> None:
     """Show one captured mail: headers and its plain-text body."""
+    from vestry.mailcapture import read_mailbox
+
     options = options_of(ctx)
     mails = read_mailbox(_mailbox(ctx)) if _mailbox(ctx).exists() else []
     if not 1 <= number <= len(mails):

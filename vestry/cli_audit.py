@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
-from pydantic import ValidationError
 from rich.table import Table
 
-from contracts import Envelope
-from contracts.audit_v1 import ActionRecorded
-from kernel.streams import OPS_STREAM
 from vestry.cli_ops import LONDON, parse_time
 from vestry.connection import connected
 from vestry.terminal import console, emit, options_of, run
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
 
 LONDON_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -80,6 +77,10 @@ async def records(
 ) -> list[dict[str, Any]]:
     """The latest ``limit`` records that match, oldest first. Records written before the
     contract (bare JSON from the CLI) are shown as they are, marked ``legacy``."""
+    from nats.js.errors import NotFoundError
+
+    from kernel.streams import OPS_STREAM
+
     try:
         state = (await js.stream_info(OPS_STREAM)).state
     except NotFoundError:
@@ -101,6 +102,11 @@ async def records(
 
 
 def _row(sequence: int, data: bytes) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from contracts import Envelope
+    from contracts.audit_v1 import ActionRecorded
+
     try:
         envelope = Envelope.from_bytes(data)
         record = ActionRecorded.model_validate(envelope.data)

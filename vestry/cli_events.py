@@ -7,30 +7,16 @@ import re
 import sys
 from datetime import datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from contracts.events_v1 import (
-    BookPlace,
-    CancelBooking,
-    CancelEvent,
-    CheckIn,
-    CreateEvent,
-    EventFeed,
-    EventReport,
-    ListBookings,
-    ListEvents,
-    PublishEvent,
-    ShowBooking,
-    ShowEvent,
-    UpdateEvent,
-)
-from contracts.money import Money
-from contracts.system_v1 import CommandError
 from vestry.terminal import BadInput, build, console, emit, options_of, refuse, send
+
+if TYPE_CHECKING:
+    from contracts.money import Money
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -68,6 +54,8 @@ def london_time(text: str, field: str, *, day_of: datetime | None = None) -> dat
 
 def pence(text: str, field: str) -> Money:
     """``95``, ``95.50``, ``£95.50`` or ``free`` as Money in pence."""
+    from contracts.money import Money
+
     cleaned = text.strip().lower().replace("£", "").replace(",", "")
     if cleaned in ("free", "0", ""):
         return Money(amount_minor=0)
@@ -139,6 +127,8 @@ def events_create(
     waiting_list: Annotated[bool, typer.Option(help="Take a waiting list when full.")] = True,
 ) -> None:
     """Add an event as a draft; `vestry events publish` opens it for booking."""
+    from contracts.events_v1 import CreateEvent
+
     options = options_of(ctx)
 
     def make() -> CreateEvent:
@@ -202,6 +192,8 @@ def events_update(
     ] = None,
 ) -> None:
     """Change an event; moving it tells every confirmed attendee and reschedules reminders."""
+    from contracts.events_v1 import UpdateEvent
+
     options = options_of(ctx)
 
     def make() -> UpdateEvent:
@@ -252,6 +244,8 @@ def events_publish(
     ctx: typer.Context, event_id: Annotated[str, typer.Argument(help="The event's id.")]
 ) -> None:
     """Open a draft event for booking."""
+    from contracts.events_v1 import PublishEvent
+
     options = options_of(ctx)
     event = send(options, build(options, lambda: PublishEvent(event_id=event_id)))
     emit(
@@ -268,6 +262,8 @@ def events_cancel(
     reason: Annotated[str | None, typer.Option(help="Why, for the attendees.")] = None,
 ) -> None:
     """Cancel an event and every booking on it; each booker is told once."""
+    from contracts.events_v1 import CancelEvent
+
     options = options_of(ctx)
     event = send(options, build(options, lambda: CancelEvent(event_id=event_id, reason=reason)))
     emit(
@@ -288,6 +284,8 @@ def events_ls(
     programme: Annotated[str | None, typer.Option(help=PROGRAMMES)] = None,
 ) -> None:
     """List events, soonest first."""
+    from contracts.events_v1 import ListEvents
+
     options = options_of(ctx)
     reply = send(options, build(options, lambda: ListEvents(status=status, programme=programme)))  # type: ignore[arg-type]
 
@@ -323,6 +321,8 @@ def events_show(
     ctx: typer.Context, event_id: Annotated[str, typer.Argument(help="The event's id.")]
 ) -> None:
     """One event: when, where, prices, places left and the waiting list's length."""
+    from contracts.events_v1 import ShowEvent
+
     options = options_of(ctx)
     event = send(options, build(options, lambda: ShowEvent(event_id=event_id)))
     emit(options, event, lambda: console.print(_event_table(event)))
@@ -337,6 +337,8 @@ def events_feed(
     ] = None,
 ) -> None:
     """The upcoming published events as an iCalendar (RFC 5545) or Atom (RFC 4287) feed."""
+    from contracts.events_v1 import EventFeed
+
     options = options_of(ctx)
     reply = send(options, build(options, lambda: EventFeed(format=format)))  # type: ignore[arg-type]
     if output is not None:
@@ -357,6 +359,8 @@ def events_report(
     ctx: typer.Context, event_id: Annotated[str, typer.Argument(help="The event's id.")]
 ) -> None:
     """Booked, attended, no-shows, organisations attending and bookings by channel."""
+    from contracts.events_v1 import EventReport
+
     options = options_of(ctx)
     report = send(options, build(options, lambda: EventReport(event_id=event_id)))
 
@@ -399,6 +403,9 @@ def book(
     channel: Annotated[str, typer.Option(help="web, phone or in-person.")] = "web",
 ) -> None:
     """Book a place: confirmed, waitlisted with a position, or refused with the reason."""
+    from contracts.events_v1 import BookPlace
+    from contracts.system_v1 import CommandError
+
     options = options_of(ctx)
     if org and org_name:
         refuse(
@@ -433,6 +440,8 @@ def checkin(
     ctx: typer.Context, reference: Annotated[str, typer.Argument(help="Booking reference.")]
 ) -> None:
     """Record that a confirmed booker arrived."""
+    from contracts.events_v1 import CheckIn
+
     options = options_of(ctx)
     booking = send(options, build(options, lambda: CheckIn(reference=reference)))
     emit(
@@ -447,6 +456,8 @@ def bookings_show(
     ctx: typer.Context, reference: Annotated[str, typer.Argument(help="Booking reference.")]
 ) -> None:
     """A booking's status and, if waiting, its place in the queue."""
+    from contracts.events_v1 import ShowBooking
+
     options = options_of(ctx)
     booking = send(options, build(options, lambda: ShowBooking(reference=reference)))
     emit(options, booking, lambda: console.print(_booking_line(booking)))
@@ -457,6 +468,8 @@ def bookings_cancel(
     ctx: typer.Context, reference: Annotated[str, typer.Argument(help="Booking reference.")]
 ) -> None:
     """Cancel a booking (until the event starts); the next on the waiting list gets the place."""
+    from contracts.events_v1 import CancelBooking
+
     options = options_of(ctx)
     booking = send(options, build(options, lambda: CancelBooking(reference=reference)))
 
@@ -474,6 +487,8 @@ def bookings_ls(
     event_id: Annotated[str, typer.Argument(help="The event's id.", metavar="EVENT")],
 ) -> None:
     """An event's bookings in order of arrival."""
+    from contracts.events_v1 import ListBookings
+
     options = options_of(ctx)
     reply = send(options, build(options, lambda: ListBookings(event_id=event_id)))
 

@@ -16,8 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from contracts.subscriptions_v1 import ExportBooks
-from kernel.commands import request
 from vestry.cli_subscriptions import build, invoices_app
 from vestry.connection import connected
 from vestry.terminal import console, emit, fail, options_of, run
@@ -43,6 +41,9 @@ def invoices_export(
 ) -> None:
     """Write a year's invoices and credit notes (Xero's sales invoice import) and the
     payments against them (Xero's bank statement import) as CSV."""
+    from contracts.subscriptions_v1 import ExportBooks
+    from kernel.commands import request
+
     options = options_of(ctx)
     if format != "xero":
         fail(f"--format is xero, not {format!r}", code=2, options=options)

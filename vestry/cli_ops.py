@@ -6,41 +6,23 @@ import contextlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
-import nats.errors
 import typer
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from contracts import REGISTRY, Envelope, UnknownMessage
-from contracts.system_v1 import (
-    SERVICES,
-    RebuildReport,
-    RedriveReport,
-    RedriveRequest,
-    ReplayReport,
-    ReplayRequest,
-    rebuild_subject,
-    redrive_subject,
-    replay_subject,
-)
-from kernel.audit import REQUEST_ID_HEADER
-from kernel.commands import CommandFailed, ServiceUnavailable, request_raw, validation_error
-from kernel.deadletter import DeadLetter, read_dead_letters
-from kernel.personal import KEYS_STREAM, stand_ins
-from kernel.streams import DLQ_STREAM
-from vestry import ops
-from vestry import status as status_report
 from vestry.connection import connected
 from vestry.terminal import Options, console, emit, fail, options_of, refuse, run
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from contracts.system_v1 import RebuildReport, RedriveReport, ReplayReport, ReplayRequest
+    from kernel.deadletter import DeadLetter
 
 LONDON = ZoneInfo("Europe/London")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, redrive, purge.")
@@ -104,6 +86,9 @@ def streams(ctx: typer.Context) -> None:
 
 
 async def _streams(nc: Client) -> list[dict[str, Any]]:
+    from kernel.personal import KEYS_STREAM
+    from vestry import status as status_report
+
     js = nc.jetstream()
     rows = []
     for state in await status_report.stream_states(nc):
@@ -120,6 +105,8 @@ async def _streams(nc: Client) -> list[dict[str, Any]]:
 
 
 async def _stored_at(js: JetStreamContext, stream: str, sequence: int) -> str | None:
+    from nats.js.errors import NotFoundError
+
     try:
         return _london((await js.get_msg(stream, seq=sequence)).time)
     except NotFoundError:  # deleted since
@@ -148,6 +135,9 @@ def tail(
     limit: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
 ) -> None:
     """Show messages on SUBJECT decoded through the contracts; odd ones raw and flagged."""
+    import nats.errors
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
     options = options_of(ctx)
     start = parse_time(since, "--since")
 
@@ -201,6 +191,11 @@ def tail(
 
 def describe(msg: Msg) -> dict[str, Any]:
     """A message as the tail shows it: decoded if it is a valid contract, raw and flagged if not."""
+    from pydantic import ValidationError
+
+    from contracts import REGISTRY, Envelope, UnknownMessage
+    from kernel.personal import stand_ins
+
     meta = msg.metadata
     row: dict[str, Any] = {
         "seq": meta.sequence.stream,
@@ -257,6 +252,11 @@ def replay(
     dry_run: Annotated[bool, typer.Option(help="Count what would be replayed, by type.")] = False,
 ) -> None:
     """Replay part of a stream into a service; what it handled before changes nothing."""
+    from pydantic import ValidationError
+
+    from contracts.system_v1 import SERVICES, ReplayRequest
+    from kernel.commands import validation_error
+
     options = options_of(ctx)
     if into not in SERVICES:
         fail(f"no service called {into!r}; the services are {', '.join(SERVICES)}", options=options)
@@ -277,6 +277,10 @@ def replay(
 
 
 async def _replay(options: Options, into: str, request: ReplayRequest) -> ReplayReport:
+    from contracts.system_v1 import ReplayReport, replay_subject
+    from kernel.commands import CommandFailed, ServiceUnavailable, request_raw
+    from vestry import status as status_report
+
     async with connected(options.nats) as nc:
         if not (await status_report.service_state(nc, into)).up:
             raise ServiceUnavailable(f"{into} is not running: nothing was replayed")
@@ -315,6 +319,8 @@ async def _replay(options: Options, into: str, request: ReplayRequest) -> Replay
 
 def _request_id() -> dict[str, str]:
     """The header naming an operator's request, which the service's OPS record carries."""
+    from kernel.audit import REQUEST_ID_HEADER
+
     return {REQUEST_ID_HEADER: str(uuid.uuid4())}
 
 
@@ -355,6 +361,8 @@ def rebuild(
     service: Annotated[str, typer.Argument(help="The service whose read models to rebuild.")],
 ) -> None:
     """Drop a service's read models of other services' facts and rebuild them from the streams."""
+    from contracts.system_v1 import SERVICES
+
     options = options_of(ctx)
     if service not in SERVICES:
         fail(
@@ -380,6 +388,10 @@ def rebuild(
 
 
 async def _rebuild(options: Options, service: str) -> RebuildReport:
+    from contracts.system_v1 import RebuildReport, rebuild_subject
+    from kernel.commands import CommandFailed, ServiceUnavailable, request_raw
+    from vestry import status as status_report
+
     async with connected(options.nats) as nc:
         if not (await status_report.service_state(nc, service)).up:
             raise ServiceUnavailable(f"{service} is not running: nothing was rebuilt")
@@ -467,6 +479,11 @@ def dlq_redrive(
 
 
 async def _redrive(options: Options, ids: list[int], all_: bool) -> list[RedriveReport]:
+    from contracts.system_v1 import RedriveReport, RedriveRequest, redrive_subject
+    from kernel.commands import CommandFailed, ServiceUnavailable, request_raw
+    from kernel.deadletter import read_dead_letters
+    from vestry import status as status_report
+
     async with connected(options.nats) as nc:
         letters = await read_dead_letters(nc.jetstream(), limit=100_000)
         wanted = letters if all_ else [letter for letter in letters if letter.sequence in ids]
@@ -511,6 +528,10 @@ def dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Really remove them.")] = False,
 ) -> None:
     """Remove old dead letters: the only way anything leaves the DLQ without being applied."""
+    from kernel.deadletter import read_dead_letters
+    from kernel.streams import DLQ_STREAM
+    from vestry import ops
+
     options = options_of(ctx)
     if not yes:
         fail("purging removes dead letters for good: add --yes to do it", options=options)
@@ -544,6 +565,8 @@ def dlq_purge(
 
 
 async def _dead_letters(options: Options) -> list[DeadLetter]:
+    from kernel.deadletter import read_dead_letters
+
     async with connected(options.nats) as nc:
         return await read_dead_letters(nc.jetstream(), limit=100_000)
 

@@ -9,28 +9,19 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 
-from contracts import Envelope
-from contracts.people_v1 import (
-    ERASED_FACTS,
-    EXPORT_COMMANDS,
-    HOLDERS,
-    PersonErasureRequested,
-)
-from contracts.personal import normalised_email
-from kernel.commands import request
-from kernel.personal import Keyring
-from kernel.production import key_problem
-from kernel.settings import Settings
-from kernel.streams import PEOPLE_STREAM, STREAMS, ensure_streams
-from vestry import ops
 from vestry.connection import connected
 from vestry.terminal import console, emit, fail, options_of, run
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+    from kernel.personal import Keyring
+    from kernel.settings import Settings
 
 people_app = typer.Typer(
     no_args_is_help=True, help="A person's data across every service: erase it, or export it."
@@ -53,10 +44,14 @@ class Erasure:
 
     @property
     def waiting_for(self) -> list[str]:
+        from contracts.people_v1 import HOLDERS
+
         return [service for service in HOLDERS if service not in self.answers]
 
 
 async def _keyring(nc: Client, settings: Settings) -> Keyring:
+    from kernel.personal import Keyring
+
     return await Keyring.connect(
         nc, nc.jetstream(), secret=settings.person_key_secret, replicas=settings.stream_replicas
     )
@@ -72,6 +67,11 @@ async def erase(
     comes back; until all three have answered, the key is kept (a holder still
     needs it to find the person) and running this again finishes the work.
     """
+    from contracts import Envelope
+    from contracts.people_v1 import ERASED_FACTS, PersonErasureRequested
+    from contracts.personal import normalised_email
+    from kernel.streams import PEOPLE_STREAM, STREAMS, ensure_streams
+
     js = nc.jetstream()
     keyring = await _keyring(nc, settings)
     # Created if missing, never changed: in production the admin declares streams and
@@ -123,6 +123,10 @@ async def erase(
 
 async def export(nc: Client, email: str, phone: str | None, *, timeout: float) -> dict[str, Any]:
     """Everything each holder keeps on the person, as one document."""
+    from contracts.people_v1 import EXPORT_COMMANDS
+    from contracts.personal import normalised_email
+    from kernel.commands import request
+
     answers = await asyncio.gather(
         *(
             request(nc, command(email=email, phone=phone), timeout=timeout)
@@ -148,6 +152,10 @@ def people_forget(
     ] = 60.0,
 ) -> None:
     """Erase a person from every service; invoices stay, as the law requires."""
+    from kernel.production import key_problem
+    from kernel.settings import Settings
+    from vestry import ops
+
     options = options_of(ctx)
     if not yes and not options.json:
         typer.confirm(f"Erase {email} from every service, for good?", abort=True)

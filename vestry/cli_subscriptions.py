@@ -13,39 +13,18 @@ import base64
 import csv
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from contracts.money import Money
-from contracts.subscriptions_v1 import (
-    ChangeBillingContact,
-    ChangeTier,
-    ImportMembers,
-    InvoiceRunStatus,
-    InvoiceSummary,
-    JoinMember,
-    LeaveMember,
-    ListInvoices,
-    ListMembers,
-    RecordPayment,
-    ReissueInvoice,
-    RejoinMember,
-    RunInvoicing,
-    ShowDocument,
-    ShowInvoice,
-    ShowMember,
-    ShowStatement,
-    VoidInvoice,
-)
-from contracts.system_v1 import CommandError
-from kernel.commands import request, validation_error
 from vestry import terminal
 from vestry.connection import connected
 from vestry.terminal import Options, console, emit, fail, options_of, refuse, run, send
+
+if TYPE_CHECKING:
+    from contracts.subscriptions_v1 import JoinMember, RunInvoicing
 
 members_app = typer.Typer(no_args_is_help=True, help="Member organisations.")
 invoices_app = typer.Typer(no_args_is_help=True, help="Invoices and credit notes.")
@@ -97,6 +76,8 @@ def members_add(
     phone: Annotated[str | None, typer.Option(help="Billing contact's phone.")] = None,
 ) -> None:
     """Enrol a member organisation."""
+    from contracts.subscriptions_v1 import JoinMember
+
     options = options_of(ctx)
     command = build(
         options,
@@ -120,6 +101,11 @@ def members_add(
 
 def read_members_csv(path: Path) -> tuple[list[JoinMember], list[int], list[str]]:
     """Rows of a members CSV as commands, their line numbers, and every bad row's reason."""
+    from pydantic import ValidationError
+
+    from contracts.subscriptions_v1 import JoinMember
+    from kernel.commands import validation_error
+
     members: list[JoinMember] = []
     lines: list[int] = []
     problems: list[str] = []
@@ -181,6 +167,8 @@ def members_import(
     ],
 ) -> None:
     """Enrol every member in a CSV file, or none if any row is bad."""
+    from contracts.subscriptions_v1 import ImportMembers
+
     options = options_of(ctx)
     members, lines, problems = read_members_csv(file)
     if problems:
@@ -203,6 +191,8 @@ def members_ls(
     tier: Annotated[str | None, typer.Option(help="Only this tier.")] = None,
 ) -> None:
     """List the members."""
+    from contracts.subscriptions_v1 import ListMembers
+
     options = options_of(ctx)
     reply = send(options, build(options, ListMembers, tier=tier), timeout=10)
 
@@ -224,6 +214,8 @@ def members_show(
     ctx: typer.Context, member: Annotated[str, typer.Argument(help="The member's name or id.")]
 ) -> None:
     """One member: its membership and its invoices."""
+    from contracts.subscriptions_v1 import ShowMember
+
     options = options_of(ctx)
     reply = send(options, build(options, ShowMember, member=member), timeout=10)
 
@@ -260,6 +252,8 @@ def members_statement(
 ) -> None:
     """A member's statement of account: every invoice, credit note and payment in date
     order with the running balance, the balance due and the debt by age."""
+    from contracts.subscriptions_v1 import ShowStatement
+
     options = options_of(ctx)
     asked = [(path, format) for path, format in ((pdf, "pdf"), (html, "html")) if path]
 
@@ -315,6 +309,8 @@ def members_change_tier(
     on: Annotated[str, typer.Option("--on", help="First day at the new tier, YYYY-MM-DD.")],
 ) -> None:
     """Move a member to another tier; a billed year gets a credit note and a new invoice."""
+    from contracts.subscriptions_v1 import ChangeTier
+
     options = options_of(ctx)
     command = build(options, ChangeTier, member=member, tier=tier, effective_on=on)
     reply = send(options, command, timeout=10)
@@ -335,6 +331,8 @@ def members_leave(
     on: Annotated[str, typer.Option("--on", help="Last day of the membership, YYYY-MM-DD.")],
 ) -> None:
     """Record that a member leaves; it is not billed for later years."""
+    from contracts.subscriptions_v1 import LeaveMember
+
     options = options_of(ctx)
     reply = send(options, build(options, LeaveMember, member=member, leaves_on=on), timeout=10)
     emit(
@@ -362,6 +360,8 @@ def members_contact(
     ] = None,
 ) -> None:
     """Change a member's billing contact: email, postal address, purchase-order reference."""
+    from contracts.subscriptions_v1 import ChangeBillingContact
+
     options = options_of(ctx)
     command = build(
         options,
@@ -395,6 +395,8 @@ def members_rejoin(
     ] = None,
 ) -> None:
     """A member that left joins again, as a new membership."""
+    from contracts.subscriptions_v1 import RejoinMember
+
     options = options_of(ctx)
     command = build(
         options, RejoinMember, member=member, tier=tier, joined_on=on, billing_email=email
@@ -430,6 +432,8 @@ def invoice_run(
     ] = None,
 ) -> None:
     """Invoice every membership active in a year, once; --dry-run to preview, --status for runs."""
+    from contracts.subscriptions_v1 import InvoiceRunStatus, RunInvoicing
+
     options = options_of(ctx)
     if status:
         reply = send(options, build(options, InvoiceRunStatus, year=year), timeout=10)
@@ -449,6 +453,9 @@ def invoice_run(
 
 
 async def _follow_run(options: Options, command: RunInvoicing) -> dict[str, Any]:
+    from contracts.subscriptions_v1 import InvoiceRunStatus
+    from kernel.commands import request
+
     async with connected(options.nats) as nc:
         record = await request(nc, command)
         with Progress(
@@ -559,6 +566,8 @@ def invoices_ls(
     ] = None,
 ) -> None:
     """List invoices and credit notes."""
+    from contracts.subscriptions_v1 import ListInvoices
+
     options = options_of(ctx)
     reply = send(options, build(options, ListInvoices, year=year, status=status), timeout=10)
     emit(options, reply["invoices"], lambda: _invoice_table(reply["invoices"], "Invoices"))
@@ -579,6 +588,8 @@ def invoices_show(
     ] = None,
 ) -> None:
     """One invoice or credit note, with its lines and payments."""
+    from contracts.subscriptions_v1 import ShowDocument, ShowInvoice
+
     options = options_of(ctx)
     document = send(
         options, build(options, ShowInvoice, number=number, html=html is not None), timeout=10
@@ -636,6 +647,8 @@ def invoices_summary(
     on: Annotated[str | None, typer.Option("--on", help="Age debt as at, YYYY-MM-DD.")] = None,
 ) -> None:
     """Billed, paid and outstanding by tier, and aged debt."""
+    from contracts.subscriptions_v1 import InvoiceSummary
+
     options = options_of(ctx)
     summary = send(options, build(options, InvoiceSummary, year=year, on=on), timeout=10)
 
@@ -672,6 +685,8 @@ def invoices_void(
     reason: Annotated[str, typer.Option(help="Why it is void.")],
 ) -> None:
     """Void an invoice nothing has been paid against."""
+    from contracts.subscriptions_v1 import VoidInvoice
+
     options = options_of(ctx)
     reply = send(options, build(options, VoidInvoice, invoice=number, reason=reason), timeout=10)
     emit(options, {"ok": True, **reply}, lambda: console.print(f"{reply['invoice']} is void."))
@@ -683,6 +698,8 @@ def invoices_reissue(
     number: Annotated[str, typer.Argument(help="The void yearly invoice's number.")],
 ) -> None:
     """Bill a member again for the year of a void invoice, under a new number."""
+    from contracts.subscriptions_v1 import ReissueInvoice
+
     options = options_of(ctx)
     reply = send(options, build(options, ReissueInvoice, invoice=number), timeout=10)
     emit(
@@ -707,6 +724,10 @@ def payments_record(
     ref: Annotated[str | None, typer.Option("--ref", help="Bank reference.")] = None,
 ) -> None:
     """Record a payment against an invoice (part payments allowed, overpayments refused)."""
+    from contracts.money import Money
+    from contracts.subscriptions_v1 import RecordPayment
+    from contracts.system_v1 import CommandError
+
     options = options_of(ctx)
     try:
         pence = parse_amount(amount)

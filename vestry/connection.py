@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import nats
-from nats.aio.client import Client
-
-from kernel.settings import Settings, inbox_prefix
+if TYPE_CHECKING:
+    from nats.aio.client import Client
 
 
 class NatsUnreachable(Exception):
@@ -23,6 +22,11 @@ class NatsRefused(NatsUnreachable):
 
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[Client]:
+    # nats-py is loaded here, not above: a command that never connects starts without it.
+    import nats
+
+    from kernel.settings import Settings, inbox_prefix
+
     refusals: list[str] = []
     waiting = asyncio.current_task()
     working = False

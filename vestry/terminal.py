@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from contracts import Message
-from contracts.system_v1 import CommandError
-from kernel.commands import CommandFailed, ServiceUnavailable, request, validation_error
-from kernel.settings import Settings
 from vestry.connection import NatsUnreachable, connected
 
+if TYPE_CHECKING:
+    from contracts import Message
+    from contracts.system_v1 import CommandError
+    from kernel.settings import Settings
+
 T = TypeVar("T")
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound="Message")
 
 console = Console()
 errors = Console(stderr=True)
@@ -54,12 +55,18 @@ class BadInput(Exception):
     """Raised while building a command from a person's input that cannot be right."""
 
     def __init__(self, message: str, field: str) -> None:
+        from contracts.system_v1 import CommandError
+
         super().__init__(message)
         self.error = CommandError(code="invalid", message=message, field=field)
 
 
 def build(options: Options, make: Callable[[], M]) -> M:
     """The command ``make`` builds, or a structured refusal before anything is sent."""
+    from pydantic import ValidationError
+
+    from kernel.commands import validation_error
+
     try:
         return make()
     except BadInput as bad:
@@ -70,6 +77,7 @@ def build(options: Options, make: Callable[[], M]) -> M:
 
 def send(options: Options, command: Message, timeout: float = 30) -> dict[str, Any]:
     """Send ``command`` to its service and return the answer's data; failures exit clearly."""
+    from kernel.commands import request
 
     async def go() -> dict[str, Any]:
         async with connected(options.nats) as nc:
@@ -87,9 +95,24 @@ def run(options: Options, work: Coroutine[Any, Any, T]) -> T:
     """Run ``work``, turning the ways a request can fail into clear messages and exit codes."""
     try:
         return asyncio.run(work)
-    except CommandFailed as failure:
-        refuse(failure.error, options)
-    except (ServiceUnavailable, NatsUnreachable) as problem:
+    except NatsUnreachable as problem:
+        fail(str(problem), code=2, options=options)
+    except Exception as problem:
+        _explain_failed_request(problem, options)
+        raise
+
+
+def _explain_failed_request(problem: Exception, options: Options) -> None:
+    """Exit with a clear message if ``problem`` is a request refused or left unanswered."""
+    if "kernel.commands" not in sys.modules:
+        # Work that sent no request (`vestry status` sends none) cannot have failed as
+        # one, and loading the command layer here would load SQLAlchemy for nothing.
+        return
+    from kernel.commands import CommandFailed, ServiceUnavailable
+
+    if isinstance(problem, CommandFailed):
+        refuse(problem.error, options)
+    if isinstance(problem, ServiceUnavailable):
         fail(str(problem), code=2, options=options)
 
 
