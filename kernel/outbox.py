@@ -9,17 +9,32 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+import pydantic_core
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope, Message
 from kernel import inbox
-from kernel.personal import Keyring
-from kernel.store import answers_table, outbox_table
+from kernel.store import READS_ONLY, answers_table, outbox_table
+
+if TYPE_CHECKING:
+    from kernel.personal import Keyring
 
 log = logging.getLogger(__name__)
+
+# A request to JetStream: subject, payload and headers (a publish to a stream, or an API call).
+Request = tuple[str, bytes, dict[str, str] | None]
+# Requests awaiting their answers at once: enough to keep the server busy through a
+# batch, few enough not to flood it.
+IN_FLIGHT = 1000
 
 
 async def add(session: AsyncSession, envelope: Envelope, subject: str) -> None:
@@ -34,19 +49,22 @@ async def add_many(session: AsyncSession, facts: list[tuple[Envelope, str]]) -> 
     (``OutboxRelay``), so a command needs no more than the store, even while the bus
     is down.
     """
+    await add_payloads(
+        session, [(envelope.id, subject, envelope.to_bytes()) for envelope, subject in facts]
+    )
+
+
+async def add_payloads(session: AsyncSession, facts: Sequence[tuple[str, str, bytes]]) -> None:
+    """Queue many (message id, subject, envelope's wire form) in one statement, like
+    ``add_many``: for a bulk writer that makes thousands of envelopes' bytes itself."""
     if not facts:
         return
     now = datetime.now(UTC)
     await session.execute(
         outbox_table.insert(),
         [
-            {
-                "id": envelope.id,
-                "subject": subject,
-                "payload": envelope.to_bytes(),
-                "created_at": now,
-            }
-            for envelope, subject in facts
+            {"id": message_id, "subject": subject, "payload": payload, "created_at": now}
+            for message_id, subject, payload in facts
         ],
     )
 
@@ -73,6 +91,66 @@ async def unsent_count(session: AsyncSession) -> int:
         )
         or 0
     )
+
+
+async def request_all(
+    nc: Client, requests: Sequence[Request], *, timeout: float, in_flight: int = IN_FLIGHT
+) -> list[dict[str, Any]]:
+    """Send every request at once (at most ``in_flight`` unanswered) and return JetStream's
+    answers (a PubAck or an API response, as JSON) in order. Raises TimeoutError when no
+    answer has come for ``timeout`` seconds, NoRespondersError when nothing listens.
+
+    One reply subscription for them all: an answer costs a callback, where nats-py's
+    ``publish_async`` or ``request`` costs a future, a semaphore and a timer each (the
+    relay spent more on those than on sealing).
+    """
+    if not requests:
+        return []
+    loop = asyncio.get_running_loop()
+    inbox = nc.new_inbox()
+    answers: list[Msg | None] = [None] * len(requests)
+    waiting = len(requests)
+    all_in = loop.create_future()
+    room = asyncio.Semaphore(in_flight)
+    async with asyncio.timeout(timeout) as deadline:
+
+        async def take(msg: Msg) -> None:
+            nonlocal waiting
+            index = msg.subject.rsplit(".", 1)[-1]
+            if not index.isdigit() or int(index) >= len(answers) or answers[int(index)] is not None:
+                return
+            answers[int(index)] = msg
+            room.release()
+            now = loop.time()
+            if now + timeout - (deadline.when() or now) > timeout / 8:  # not at every answer
+                deadline.reschedule(now + timeout)
+            waiting -= 1
+            if not waiting:
+                all_in.set_result(None)
+
+        subscription = await nc.subscribe(f"{inbox}.*", cb=take)
+        try:
+            for index, (subject, payload, headers) in enumerate(requests):
+                await room.acquire()
+                await nc.publish(subject, payload, reply=f"{inbox}.{index}", headers=headers)
+            await all_in
+        finally:
+            with suppress(NatsError):  # the connection went: the error that says so is raised
+                await subscription.unsubscribe()
+    return [_json_answer(answer) for answer in answers if answer is not None]
+
+
+def _json_answer(msg: Msg) -> dict[str, Any]:
+    """JetStream's answer as JSON; a bare status (no stream or API there) becomes an error."""
+    if not msg.data and msg.headers and msg.headers.get("Status"):
+        if msg.headers["Status"] == "503":
+            raise NoRespondersError
+        status = {"code": int(msg.headers["Status"]), "description": msg.headers.get("Description")}
+        return {"error": status}
+    answer = pydantic_core.from_json(msg.data)
+    if not isinstance(answer, dict):
+        raise APIError(description=f"unexpected answer from JetStream: {msg.data[:100]!r}")
+    return answer
 
 
 @dataclass(frozen=True)
@@ -128,6 +206,9 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = 0.1
         while True:
+            # Cleared before looking, not after: a commit's wake that comes while a batch
+            # is out (or while tidying) is not lost to the poll interval.
+            self._wake.clear()
             try:
                 relayed = await self.relay_once()
                 await self._tidy_now_and_then()
@@ -140,7 +221,6 @@ class OutboxRelay:
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if relayed < self._batch:
-                self._wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
@@ -204,15 +284,16 @@ class OutboxRelay:
         (``kernel.personal``). A row naming nobody is returned as it is."""
         if self._keyring is None:
             return pending
-        envelopes = [Envelope.from_bytes(row.payload) for row in pending]
-        sealed = await self._keyring.seal(envelopes)
+        sealed = await self._keyring.seal_payloads([row.payload for row in pending])
         return [
-            row if new is old else Pending(row.id, row.subject, new.to_bytes())
-            for row, old, new in zip(pending, envelopes, sealed, strict=True)
+            row if new is None else Pending(row.id, row.subject, new)
+            for row, new in zip(pending, sealed, strict=True)
         ]
 
     async def next_batch(self) -> list[Pending]:
         async with self._sessions() as session:
+            # A read: on SQLite it need not wait for (nor hold up) the writer, say a run's chunk.
+            await session.connection(execution_options={READS_ONLY: True})
             rows = await session.execute(
                 select(outbox_table.c.id, outbox_table.c.subject, outbox_table.c.payload)
                 .where(outbox_table.c.sent_at.is_(None))
@@ -223,29 +304,30 @@ class OutboxRelay:
 
     async def publish(self, pending: list[Pending]) -> None:
         """Publish every row and wait until JetStream has stored each (or says it is a duplicate)."""
-        futures = [
-            await self._js.publish_async(row.subject, row.payload, headers={"Nats-Msg-Id": row.id})
-            for row in pending
-        ]
-        try:
-            await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout)
-        finally:
-            for future in futures:
-                future.cancel()
+        answers = await request_all(
+            self._js._nc,
+            [(row.subject, row.payload, {"Nats-Msg-Id": row.id}) for row in pending],
+            timeout=self._ack_timeout,
+        )
+        for answer in answers:
+            if "error" in answer:
+                APIError.from_error(answer["error"])  # raises
 
     async def mark_sent(self, ids: list[str], resealed: Sequence[Pending] = ()) -> None:
         """Mark ``ids`` sent; a row that was sealed to leave keeps only its sealed form,
         so no published row holds a person's details in clear."""
+        now = datetime.now(UTC)
+        sealed = {row.id for row in resealed}
+        plain = [row_id for row_id in ids if row_id not in sealed]
         async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(outbox_table)
-                .where(outbox_table.c.id.in_(ids))
-                .values(sent_at=datetime.now(UTC))
-            )
+            if plain:
+                await session.execute(
+                    update(outbox_table).where(outbox_table.c.id.in_(plain)).values(sent_at=now)
+                )
             if resealed:
                 await session.execute(
                     update(outbox_table)
                     .where(outbox_table.c.id == bindparam("row_id"))
-                    .values(payload=bindparam("sealed")),
+                    .values(sent_at=now, payload=bindparam("sealed")),
                     [{"row_id": row.id, "sealed": row.payload} for row in resealed],
                 )

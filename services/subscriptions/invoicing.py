@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+import pydantic_core
+from sqlalchemy import and_, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,7 +41,7 @@ from kernel.outbox import Publisher
 from services.subscriptions.domain import Catalog, CatalogError, Charge
 from services.subscriptions.domain.billing import allocate_credit, due_date, status_of
 from services.subscriptions.domain.catalog import year_ends, year_starts
-from services.subscriptions.domain.timeline import yearly_charge
+from services.subscriptions.domain.timeline import Timeline, yearly_charge
 from services.subscriptions.store import (
     CREDIT_NOTE_SERIES,
     INVOICE_SERIES,
@@ -121,8 +122,71 @@ def _lines(charge: Charge) -> list[DocumentLine]:
     ]
 
 
+def _money_json(pence: int) -> dict[str, Any]:
+    return {"amount_minor": pence, "currency": "GBP"}
+
+
+@dataclass(frozen=True)
+class Priced:
+    """What a charge puts on every document issued for it, worked out once: a run's
+    thousands of invoices share a few dozen charges."""
+
+    charge: Charge
+    columns: dict[str, Any]  # the document's columns that follow from the charge
+    lines: tuple[dict[str, Any], ...]  # its lines' rows, but for the document's id
+    fact: dict[str, Any]  # InvoiceIssued's fields that follow from the charge, as JSON
+
+    @classmethod
+    def of(cls, charge: Charge) -> Priced:
+        return cls(
+            charge,
+            columns={
+                "kind": charge.kind,
+                "purpose": charge.purpose,
+                "year": charge.year,
+                "net_pence": charge.net_pence,
+                "vat_pence": charge.vat_pence,
+                "gross_pence": charge.gross_pence,
+            },
+            lines=tuple(
+                {
+                    "position": position,
+                    "description": line.description,
+                    "tier": line.tier,
+                    "months": line.months,
+                    "net_pence": line.net_pence,
+                    "vat_basis_points": line.vat_basis_points,
+                    "vat_pence": line.vat_pence,
+                    "booker_name": line.booker_name,
+                    "booker_email": line.booker_email,
+                }
+                for position, line in enumerate(charge.lines, 1)
+            ),
+            fact={
+                "purpose": charge.purpose,
+                "year": charge.year,
+                "lines": [
+                    {
+                        "description": line.description,
+                        "months": line.months,
+                        "net": _money_json(line.net_pence),
+                        "vat": _money_json(line.vat_pence),
+                    }
+                    for line in charge.lines
+                ],
+                "net": _money_json(charge.net_pence),
+                "vat": _money_json(charge.vat_pence),
+                "gross": _money_json(charge.gross_pence),
+            },
+        )
+
+
+def _priced(charge: Charge | Priced) -> Priced:
+    return charge if isinstance(charge, Priced) else Priced.of(charge)
+
+
 def _rows(
-    charge: Charge,
+    charge: Charge | Priced,
     *,
     invoice_id: str,
     series: str,
@@ -133,13 +197,12 @@ def _rows(
     tier: str | None = None,
     **extra: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    priced = _priced(charge)
     invoice = {
         "id": invoice_id,
-        "kind": charge.kind,
+        **priced.columns,
         "series": series,
         "number": number,
-        "purpose": charge.purpose,
-        "year": charge.year,
         "membership_id": billed.membership_id,
         "member_id": billed.member_id,
         "tier": tier,
@@ -149,9 +212,6 @@ def _rows(
         "purchase_order": billed.purchase_order,
         "issued_on": issued_on,
         "due_on": due_on,
-        "net_pence": charge.net_pence,
-        "vat_pence": charge.vat_pence,
-        "gross_pence": charge.gross_pence,
         "paid_pence": 0,
         "credited_pence": 0,
         "status": "issued",
@@ -163,21 +223,7 @@ def _rows(
         "replaces_invoice_id": None,
         **extra,
     }
-    lines = [
-        {
-            "invoice_id": invoice_id,
-            "position": position,
-            "description": line.description,
-            "tier": line.tier,
-            "months": line.months,
-            "net_pence": line.net_pence,
-            "vat_basis_points": line.vat_basis_points,
-            "vat_pence": line.vat_pence,
-            "booker_name": line.booker_name,
-            "booker_email": line.booker_email,
-        }
-        for position, line in enumerate(charge.lines, 1)
-    ]
+    lines = [{"invoice_id": invoice_id, **line} for line in priced.lines]
     return invoice, lines
 
 
@@ -185,38 +231,46 @@ INVOICES = Invoice.__table__
 LINES = InvoiceLine.__table__
 
 
-def _money_json(pence: int) -> dict[str, Any]:
-    return {"amount_minor": pence, "currency": "GBP"}
-
-
-def invoice_issued_data(invoice: dict[str, Any], charge: Charge) -> dict[str, Any]:
+def invoice_issued_data(invoice: dict[str, Any], charge: Charge | Priced) -> dict[str, Any]:
     """``InvoiceIssued(...).model_dump(mode="json")`` for a row built here, without Pydantic:
     a run builds thousands, from data validated when the members joined. A unit test
     checks that the model validates it and dumps it back unchanged."""
+    fact = _priced(charge).fact
     return {
         "invoice_id": invoice["id"],
         "number": display_number(invoice["series"], invoice["number"]),
-        "purpose": charge.purpose,
-        "year": charge.year,
+        "purpose": fact["purpose"],
+        "year": fact["year"],
         "member_id": invoice["member_id"],
         "billed_name": invoice["billed_name"],
         "billing_email": invoice["billing_email"],
         "issued_on": invoice["issued_on"].isoformat(),
         "due_on": invoice["due_on"].isoformat(),
-        "lines": [
-            {
-                "description": line.description,
-                "months": line.months,
-                "net": _money_json(line.net_pence),
-                "vat": _money_json(line.vat_pence),
-            }
-            for line in charge.lines
-        ],
-        "net": _money_json(charge.net_pence),
-        "vat": _money_json(charge.vat_pence),
-        "gross": _money_json(charge.gross_pence),
+        "lines": fact["lines"],
+        "net": fact["net"],
+        "vat": fact["vat"],
+        "gross": fact["gross"],
         "booking_id": invoice["booking_id"],
     }
+
+
+def issued_envelope_head(*, run_id: str, occurred_at: datetime) -> dict[str, Any]:
+    """The envelope every ``InvoiceIssued`` of a run's chunk shares but for its id and
+    body, as its wire form has it: made (and checked) by the model once per chunk."""
+    return Envelope(
+        id=run_id,
+        type=InvoiceIssued.TYPE,
+        version=InvoiceIssued.VERSION,
+        occurred_at=occurred_at.astimezone(UTC),
+        correlation_id=run_id,
+        data={},
+    ).model_dump(mode="json", exclude={"actor"})
+
+
+def wire_form(head: dict[str, Any], message_id: str, data: dict[str, Any]) -> bytes:
+    """``Envelope.to_bytes()`` of the envelope ``head`` with its id and body, without
+    building the model: a run writes thousands. A unit test checks they are the same."""
+    return pydantic_core.to_json({**head, "id": message_id, "data": data})
 
 
 def invoice_issued(invoice: dict[str, Any], charge: Charge) -> InvoiceIssued:
@@ -422,17 +476,23 @@ async def voided_for(session: AsyncSession, year: int, membership_ids: list[str]
     return found
 
 
-def charge_for(
-    catalog: Catalog, year: int, membership: Any, changes: list[TierChange] | None = None
-) -> Charge | None:
-    """The year's invoice for an unbilled membership row, each month at its tier."""
-    line = timeline(
+def timeline_of_row(membership: Any, changes: list[TierChange] | None = None) -> Timeline:
+    """An unbilled membership row's timeline, with its recorded tier changes."""
+    return timeline(
         starts_on=membership.billing_starts_on or membership.starts_on,
         ends_on=membership.ends_on,
         tier=membership.tier,
         changes=changes or [],
     )
-    return yearly_charge(catalog, line, year, catalog.refund_leavers)
+
+
+def charge_for(
+    catalog: Catalog, year: int, membership: Any, changes: list[TierChange] | None = None
+) -> Charge | None:
+    """The year's invoice for an unbilled membership row, each month at its tier."""
+    return yearly_charge(
+        catalog, timeline_of_row(membership, changes), year, catalog.refund_leavers
+    )
 
 
 async def check_priced(session: AsyncSession, catalog: Catalog, year: int) -> None:
@@ -652,15 +712,33 @@ class Runner:
             return False
         log.info("invoicing run %s for %s: %d to bill", run.id, run.year, run.to_bill)
         after = ""
+        chunks = 0
         while True:
             async with self.sessions() as session, session.begin():
                 issued, after = await self._chunk(session, run, after)
             self.on_commit()
             if issued is None:
                 return True
+            chunks += 1
+            if chunks == 1:
+                await self._refresh_statistics()
             # Leave the store to waiting commands between chunks: they retry the
             # write lock on SQLite's busy-handler schedule, not the moment it is free.
             await asyncio.sleep(self.pause_s)
+
+    async def _refresh_statistics(self) -> None:
+        """On PostgreSQL, have the planner learn that the year now has invoices.
+
+        A run adds thousands of invoices within seconds, long before autovacuum looks
+        again: planned on statistics that know none of the year's, the search for the
+        unbilled joins each membership against every invoice (a second a chunk at
+        10,000 members, growing with each). Once analysed, the year is known, and its
+        estimate grows with the table.
+        """
+        async with self.sessions() as session, session.begin():
+            assert session.bind is not None
+            if session.bind.dialect.name == "postgresql":
+                await session.execute(text("ANALYZE invoices, memberships, members"))
 
     async def _chunk(
         self, session: AsyncSession, run: InvoiceRun, after: str
@@ -681,27 +759,39 @@ class Runner:
         cursor = batch[-1].name_key
         # Locked, then read again: a tier change or a leave committed since the first
         # read is billed as it now stands, and one not yet made waits for this chunk,
-        # then finds the invoice and credits and re-invoices what it alters.
-        await lock_memberships(session, [row.membership_id for row in batch])
-        batch = await unbilled(
-            session, run.year, after=after, among=[row.membership_id for row in batch]
-        )
+        # then finds the invoice and credits and re-invoices what it alters. (On SQLite
+        # the transaction has held the store's only write lock since it began, BEGIN
+        # IMMEDIATE: nothing can have been committed since the first read.)
+        assert session.bind is not None
+        if session.bind.dialect.name != "sqlite":
+            await lock_memberships(session, [row.membership_id for row in batch])
+            batch = await unbilled(
+                session, run.year, after=after, among=[row.membership_id for row in batch]
+            )
         charges = []
         changes = await tier_changes_of(session, [row.membership_id for row in batch])
+        # Most memberships share their dates and tier with many others: each distinct
+        # timeline is priced once (a Charge is immutable).
+        prices: dict[Timeline, Priced | None] = {}
         for row in batch:
-            charge = charge_for(self.catalog, run.year, row, changes.get(row.membership_id))
-            if charge is None:
+            line = timeline_of_row(row, changes.get(row.membership_id))
+            if line not in prices:
+                charge = yearly_charge(self.catalog, line, run.year, self.catalog.refund_leavers)
+                prices[line] = Priced.of(charge) if charge is not None else None
+            priced = prices[line]
+            if priced is None:
                 record.skipped += 1
             else:
-                charges.append((row, charge))
+                charges.append((row, priced))
         first = await take_numbers(session, INVOICE_SERIES, len(charges)) if charges else 0
         replaced = await voided_for(session, run.year, [row.membership_id for row, _ in charges])
         invoices, lines, facts = [], [], []
-        occurred = now.astimezone(UTC)
+        head = issued_envelope_head(run_id=record.id, occurred_at=now)
         due_on = due_date(record.issued_on, self.due_days)
-        for offset, (row, charge) in enumerate(charges):
+        net = gross = 0
+        for offset, (row, priced) in enumerate(charges):
             invoice, invoice_lines = _rows(
-                charge,
+                priced,
                 invoice_id=str(uuid.uuid4()),
                 series=INVOICE_SERIES,
                 number=first + offset,
@@ -716,32 +806,23 @@ class Runner:
                 issued_on=record.issued_on,
                 due_on=due_on,
                 # The tier the year began at: its first months' (the lines say the rest).
-                tier=charge.lines[0].tier,
+                tier=priced.lines[0]["tier"],
                 run_id=record.id,
                 replaces_invoice_id=replaced.get(row.membership_id),
             )
             invoices.append(invoice)
             lines += invoice_lines
-            facts.append(
-                (
-                    Envelope.model_construct(
-                        id=derived_message_id("InvoiceIssued", invoice["id"]),
-                        type=InvoiceIssued.TYPE,
-                        version=InvoiceIssued.VERSION,
-                        occurred_at=occurred,
-                        correlation_id=record.id,
-                        causation_id=None,
-                        data=invoice_issued_data(invoice, charge),
-                    ),
-                    InvoiceIssued.SUBJECT,
-                )
-            )
-            record.net_pence += charge.net_pence
-            record.gross_pence += charge.gross_pence
+            fact_id = derived_message_id("InvoiceIssued", invoice["id"])
+            data = invoice_issued_data(invoice, priced)
+            facts.append((fact_id, InvoiceIssued.SUBJECT, wire_form(head, fact_id, data)))
+            net += invoice["net_pence"]
+            gross += invoice["gross_pence"]
+        record.net_pence += net
+        record.gross_pence += gross
         if invoices:
             await session.execute(INVOICES.insert(), invoices)
             await session.execute(LINES.insert(), lines)
-            await outbox.add_many(session, facts)
+            await outbox.add_payloads(session, facts)
         record.issued += len(invoices)
         return len(invoices), cursor
 
