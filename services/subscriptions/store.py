@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -122,8 +123,9 @@ class InvoiceRun(Base):
     already_billed: Mapped[int] = mapped_column(Integer, default=0)
     issued: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
-    net_pence: Mapped[int] = mapped_column(Integer, default=0)
-    gross_pence: Mapped[int] = mapped_column(Integer, default=0)
+    # Every invoice of the year added up: 64 bits (migration 0011).
+    net_pence: Mapped[int] = mapped_column(BigInteger, default=0)
+    gross_pence: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
 
 

@@ -1,7 +1,7 @@
-"""Upgrading a subscriptions store to 0009 (one active invoicing run per year), on SQLite
-and on PostgreSQL: where replicas racing before it left two runs of a year going, the
-oldest goes on and the other is marked interrupted; after it, the store itself refuses
-a second run of a year going."""
+"""Upgrading a subscriptions store, on SQLite and on PostgreSQL: to 0009 (one active
+invoicing run per year), where replicas racing before it left two runs of a year
+going, the oldest goes on and the other is marked interrupted, and after it the store
+itself refuses a second run of a year going; to 0011, a run's totals in 64 bits."""
 
 from __future__ import annotations
 
@@ -80,3 +80,34 @@ async def test_two_runs_of_a_year_left_going_become_one_and_a_third_is_refused(
                     "created": AT + timedelta(days=1),
                 },
             )
+
+
+async def test_a_run_of_a_large_partnership_totals_past_32_bits_after_0011(
+    engine: AsyncEngine,
+) -> None:
+    """50,000 members at the reference prices come to about £175m: 17,500,000,000 pence,
+    past a 32-bit integer's 2,147,483,647. Kept before 0010 on SQLite, refused on
+    PostgreSQL; kept on both from 0011, and an upgraded store keeps its runs."""
+    await migrations.upgrade(engine, MIGRATIONS, revision="0010")
+    async with engine.begin() as connection:
+        await connection.execute(
+            RUN, {"id": "old", "year": 2025, "status": "completed", "created": AT}
+        )
+
+    await migrations.upgrade(engine, MIGRATIONS)
+
+    total = 17_500_000_000
+    async with engine.begin() as connection:
+        await connection.execute(
+            RUN, {"id": "large", "year": 2026, "status": "running", "created": AT}
+        )
+        await connection.execute(
+            text(
+                "UPDATE invoice_runs SET net_pence = :total, gross_pence = :total WHERE id = 'large'"
+            ),
+            {"total": total},
+        )
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT id, net_pence, gross_pence FROM invoice_runs"))
+        after = {run_id: (net, gross) for run_id, net, gross in rows}
+    assert after == {"old": (0, 0), "large": (total, total)}
