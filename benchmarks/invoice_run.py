@@ -12,11 +12,6 @@ during the run: the service runs in it, beside little else.
 The members are written straight into the subscriptions store before the clock
 starts (enrolling 50,000 through request/reply is another benchmark). Each has a
 billing email of its own, so the relay makes a person key for every invoice it seals.
-
-On PostgreSQL the reference catalog's prices are divided by a hundred: a run's totals
-(``invoice_runs.net_pence``, ``gross_pence``) are 32-bit integers there, and 50,000
-invoices at the reference prices come to more than £21m. The work per invoice is
-the same whatever the amounts.
 """
 
 from __future__ import annotations
@@ -24,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import re
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -55,17 +49,6 @@ DEFAULT_COUNT = 50_000
 YEAR = 2026
 TIERS = ("upper-tier", "district", "public-service")
 STORES = ("sqlite", "postgresql")
-REFERENCE_CATALOG = Path(subscriptions_app.__file__).parent / "reference-catalog.toml"
-
-
-def cheaper_catalog(path: Path) -> Path:
-    """The reference catalog at a hundredth of its prices, written to ``path``."""
-    text = REFERENCE_CATALOG.read_text()
-    pounds = re.compile(r'amount = "([\d,]+)\.\d\d"')
-    path.write_text(
-        pounds.sub(lambda m: f'amount = "{int(m[1].replace(",", "")) / 100:.2f}"', text)
-    )
-    return path
 
 
 async def enrol(service: Service, count: int) -> None:
@@ -119,7 +102,6 @@ class Measured:
     first_s: float
     rerun_s: float
     already_billed: int
-    cheaper: bool
     rss_start_mb: float
     rss_peak_mb: float
     raw_publish_s: float
@@ -148,7 +130,6 @@ async def measure(store: str, count: int, timeout: float) -> Measured:
         billing = BillingSettings(  # type: ignore[call-arg]
             _env_file=None,
             automation=False,
-            catalog_file=cheaper_catalog(tmp / "catalog.toml") if database_url else None,
         )
         service = subscriptions_app.create_service(settings, billing=billing)
         await enrol(service, count)
@@ -168,7 +149,6 @@ async def measure(store: str, count: int, timeout: float) -> Measured:
         first_s,
         rerun_s,
         rerun["already_billed"],
-        billing.catalog_file is not None,
         rss.start_mb,
         rss.peak_mb,
         raw.publish_s,
@@ -187,8 +167,7 @@ def figures(m: Measured) -> list[Figure]:
             f"{m.store}: first run, end to end",
             first_rate,
             "invoices/s",
-            f"{m.count:,} in {m.first_s:.2f}s, chunks of {m.chunk:,}"
-            + (", prices / 100" if m.cheaper else ""),
+            f"{m.count:,} in {m.first_s:.2f}s, chunks of {m.chunk:,}",
         ),
         Figure(
             f"{m.store}: invoices committed",
