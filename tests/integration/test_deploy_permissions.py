@@ -436,6 +436,7 @@ async def test_operators_look_and_act_through_the_cli(
             for seq in range(1, ops_stream.state.last_seq + 1)
         ]
         assert sorted((r.action, r.service) for r in recorded) == [
+            ("join_member", "subscriptions"),  # the member the operator added
             ("purge", "cli"),
             ("rebuild", "events"),
             ("redrive", "events"),
