@@ -5,23 +5,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.store import inbox_table
 
+# Built once: the ids go in as one expanding parameter, not a literal each per call.
+_WHERE = (
+    inbox_table.c.scope == bindparam("scope"),
+    inbox_table.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+_HANDLED = select(inbox_table.c.message_id).where(*_WHERE)
+_COUNT = select(func.count()).select_from(inbox_table).where(*_WHERE)
+
 
 async def handled(session: AsyncSession, scope: str, message_ids: Iterable[str]) -> set[str]:
-    """Which of ``message_ids`` ``scope`` has already handled."""
-    ids = list(message_ids)
+    """Which of ``message_ids`` ``scope`` has already handled.
+
+    A batch is mostly all handled (a replay) or none (live traffic): a count answers
+    both without reading the ids back; only a batch of both asks which.
+    """
+    ids = set(message_ids)
     if not ids:
         return set()
-    rows = await session.scalars(
-        select(inbox_table.c.message_id).where(
-            inbox_table.c.scope == scope, inbox_table.c.message_id.in_(ids)
-        )
-    )
-    return set(rows)
+    asked = {"scope": scope, "ids": list(ids)}
+    count = await session.scalar(_COUNT, asked)
+    if not count:
+        return set()
+    if count == len(ids):
+        return ids
+    return set(await session.scalars(_HANDLED, asked))
 
 
 async def record(session: AsyncSession, scope: str, message_ids: Iterable[str]) -> None:

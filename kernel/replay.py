@@ -7,17 +7,19 @@ durable one, so live traffic goes on beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.system_v1 import ReplayReport, ReplayRequest
 from kernel.applier import Applier, Decoded, Incoming
@@ -66,6 +68,7 @@ async def replay(
     counts: Counter[str] = Counter()
     applied = skipped = failed = 0
     first_seq = last_seq = None
+    until = request.until.astimezone(UTC) if request.until is not None else None
     try:
         total = (await js.consumer_info(request.stream, name)).num_pending or 0
         subscription = await js.pull_subscribe_bind(name=name, stream=request.stream)
@@ -76,22 +79,21 @@ async def replay(
                 msgs = await subscription.fetch(batch, timeout=2)
             except nats.errors.TimeoutError:
                 break
-            in_range: list[Msg] = []
-            for msg in msgs:
-                meta = msg.metadata
-                late = request.until is not None and meta.timestamp > request.until.astimezone(UTC)
-                if meta.sequence.stream > last or late:
-                    finished = True
-                    break
-                in_range.append(msg)
-                finished = meta.num_pending == 0
-            first_seq = first_seq or (in_range[0].metadata.sequence.stream if in_range else None)
+            in_range, finished = _in_range(msgs, last, until)
             if in_range:
+                first_seq = first_seq or in_range[0].metadata.sequence.stream
                 last_seq = in_range[-1].metadata.sequence.stream
-            for msg in in_range:
-                counts[_type_of(msg)] += 1
+            labels = [_label_of(msg.data) for msg in in_range]
+            counts.update(label for label, _ in labels)
             if not request.dry_run:
-                outcome = await _apply(js, applier, in_range, service=service, consumer=name)
+                outcome = await _apply(
+                    js,
+                    applier,
+                    in_range,
+                    [message_id for _, message_id in labels],
+                    service=service,
+                    consumer=name,
+                )
                 applied, skipped, failed = (
                     applied + outcome[0],
                     skipped + outcome[1],
@@ -137,19 +139,62 @@ def _consumer_config(name: str, subjects: list[str], request: ReplayRequest) -> 
     return config
 
 
-def _type_of(msg: Msg) -> str:
+@dataclass(frozen=True)
+class _Heading:
+    """What a replay reads of a message before anything else: enough to count it by
+    type and to skip it if it was handled (other fields are not looked at)."""
+
+    type: str
+    version: int
+    id: Any = None
+
+
+_HEADING = TypeAdapter(_Heading)
+
+
+def _label_of(data: bytes) -> tuple[str, str | None]:
+    """A message's type and version as the report counts them, and its id if it has one."""
     try:
-        body = json.loads(msg.data)
-        return f"{body['type']}.v{body['version']}"
-    except (ValueError, KeyError, TypeError):
-        return "(not an envelope)"
+        heading = _HEADING.validate_json(data)
+    except ValidationError:
+        return "(not an envelope)", None
+    message_id = heading.id if isinstance(heading.id, str) else None
+    return f"{heading.type}.v{heading.version}", message_id
+
+
+def _in_range(msgs: list[Msg], last: int, until: datetime | None) -> tuple[list[Msg], bool]:
+    """The fetched messages up to sequence ``last`` and stored by ``until``, and whether
+    the replay is finished. Sequences only rise in a batch: when the last is in range
+    and no time bounds the replay, so is every other, and only it is looked at."""
+    if not msgs:
+        return [], False
+    meta = msgs[-1].metadata
+    if until is None and meta.sequence.stream <= last:
+        return msgs, meta.num_pending == 0
+    in_range: list[Msg] = []
+    for msg in msgs:
+        meta = msg.metadata
+        if meta.sequence.stream > last or (until is not None and meta.timestamp > until):
+            return in_range, True
+        in_range.append(msg)
+    return in_range, meta.num_pending == 0
 
 
 async def _apply(
-    js: JetStreamContext, applier: Applier, msgs: list[Msg], *, service: str, consumer: str
+    js: JetStreamContext,
+    applier: Applier,
+    msgs: list[Msg],
+    message_ids: list[str | None],
+    *,
+    service: str,
+    consumer: str,
 ) -> tuple[int, int, int]:
-    ready: list[Decoded] = []
-    failed = 0
+    """Apply a fetched batch; returns how many were applied, skipped and failed.
+
+    What the inbox already holds is skipped first, in one query, before anything
+    is opened or validated: replaying facts already handled costs a read per batch.
+    """
+    handled = await applier.handled(filter(None, message_ids))
     items = [
         Incoming(
             data=msg.data,
@@ -157,8 +202,14 @@ async def _apply(
             stream=msg.metadata.stream,
             sequence=msg.metadata.sequence.stream,
         )
-        for msg in msgs
+        for msg, message_id in zip(msgs, message_ids, strict=True)
+        if message_id is None or message_id not in handled
     ]
+    skipped = len(msgs) - len(items)
+    if not items:
+        return 0, skipped, 0
+    ready: list[Decoded] = []
+    failed = 0
     await applier.prepare(items)
     for item in items:
         decoded = await applier.decode(item)
@@ -171,4 +222,4 @@ async def _apply(
     for item, error in outcome.failed:
         failure = Failure("handler", f"{type(error).__name__}: {error}")
         await dead_letter(js, item, service=service, consumer=consumer, failure=failure)
-    return outcome.applied, outcome.skipped, failed + len(outcome.failed)
+    return outcome.applied, skipped + outcome.skipped, failed + len(outcome.failed)

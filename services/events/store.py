@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypedDict
 
 from sqlalchemy import (
     Boolean,
@@ -38,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kernel.store import UTCDateTime, upsert
+from kernel.store import UTCDateTime
 from services.events.domain import erasure
 
 
@@ -184,9 +185,55 @@ class Reminder(Base):
 # Memberships
 
 
-async def record_membership(session: AsyncSession, **values: object) -> None:
-    """Add the membership to the read model, or bring it up to date."""
-    await upsert(session, MembershipView.__table__, values, key=["membership_id"])
+# Ids asked for in one IN (...): well inside SQLite's and PostgreSQL's limits on parameters.
+_IN_CHUNK = 1_000
+
+
+class MembershipRow(TypedDict):
+    """A row of the view of memberships, as it is read and written in bulk."""
+
+    membership_id: str
+    member_id: str
+    member_name: str
+    tier: str
+    starts_on: date
+    ends_on: date | None
+
+
+async def membership_rows(
+    session: AsyncSession, membership_ids: Iterable[str]
+) -> dict[str, MembershipRow]:
+    """The view's rows for ``membership_ids``, by id, in one query; unknown ids are left out."""
+    wanted = list(set(membership_ids))
+    table = MembershipView.__table__
+    found: dict[str, MembershipRow] = {}
+    for first in range(0, len(wanted), _IN_CHUNK):
+        result = await session.execute(
+            select(table).where(table.c.membership_id.in_(wanted[first : first + _IN_CHUNK]))
+        )
+        for row in result.mappings():
+            found[row["membership_id"]] = MembershipRow(**row)  # type: ignore[typeddict-item]
+    return found
+
+
+async def record_memberships(session: AsyncSession, rows: list[MembershipRow]) -> None:
+    """Add the memberships to the view, or bring them up to date: one statement for all."""
+    if not rows:
+        return
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert_into
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert_into
+    statement = upsert_into(MembershipView.__table__)
+    changes = {
+        column.name: statement.excluded[column.name]
+        for column in MembershipView.__table__.columns
+        if not column.primary_key
+    }
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["membership_id"], set_=changes),
+        list(rows),
+    )
 
 
 async def membership(session: AsyncSession, membership_id: str) -> MembershipView | None:
