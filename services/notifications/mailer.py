@@ -21,8 +21,9 @@ from services.notifications.calendar import (
 )
 from services.notifications.documents import Document
 from services.notifications.failures import PermanentFailure, TransientFailure
+from services.notifications.mime import Attachment, PlainMail, plain_mail
 from services.notifications.store import Delivery
-from services.notifications.templates import TemplateProblem, templates_for
+from services.notifications.templates import RenderedEmail, TemplateProblem, templates_for
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -51,6 +52,7 @@ POLICY = email.policy.default.clone(header_factory=_HeaderClasses(), max_line_le
 # Messages whose calendar entry is attached, and those that remove it.
 CALENDAR_ATTACHED = {"booking_confirmed", "booking_promoted", "event_changed", "reminder"}
 CALENDAR_CANCELLED = {"booking_cancelled", "event_cancelled"}
+CALENDARED = CALENDAR_ATTACHED | CALENDAR_CANCELLED
 
 
 class Mailer:
@@ -61,28 +63,44 @@ class Mailer:
         # The partnership sends the mail and organises the events: one address for both.
         self._from = _sender(settings.mail_from, settings.partnership_name)
         self._organizer = organizer_of(settings.mail_from, settings.partnership_name)
+        self._envelope_from = parseaddr(self._from)[1]  # MAIL FROM: the From address
+
+    def prepare(
+        self, delivery: Delivery, documents: Sequence[Document] = ()
+    ) -> EmailMessage | PlainMail:
+        """The email as ``compose`` makes it, written straight to bytes where nothing in it
+        needs the email package (``mime``): most of a broadcast's messages."""
+        context = delivery.template_context
+        rendered = self._render(delivery.template, context)
+        attachments = [
+            Attachment(
+                document.content, f"{document.maintype}/{document.subtype}", document.filename
+            )
+            for document in documents
+        ]
+        invitation = self._invitation(delivery.template, context, delivery.recipient)
+        if invitation is not None:
+            ics, method, filename = invitation
+            calendar_type = f'text/calendar; method="{method}"; charset="utf-8"'
+            attachments.insert(0, Attachment(ics, calendar_type, filename))
+        plain = plain_mail(
+            self._envelope_from,
+            delivery.recipient,
+            self._headers(delivery, context, rendered),
+            rendered.text,
+            rendered.html,
+            attachments,
+        )
+        return plain if plain is not None else self.compose(delivery, documents)
 
     def compose(self, delivery: Delivery, documents: Sequence[Document] = ()) -> EmailMessage:
         """A multipart (text and HTML, and attachments) email; its Message-ID is fixed by the
         ledger row. ``documents`` (an invoice's PDF) are attached as they are."""
         context = delivery.template_context
-        try:
-            rendered = self.templates.email(delivery.template, context)
-        except TemplateProblem as problem:
-            raise PermanentFailure(str(problem)) from None
+        rendered = self._render(delivery.template, context)
         message = EmailMessage(policy=POLICY)
-        message["Subject"] = rendered.subject
-        message["From"] = self._from
-        message["To"] = delivery.recipient
-        if self._settings.mail_reply_to:
-            message["Reply-To"] = self._settings.mail_reply_to
-        message["Date"] = formatdate(localtime=False)
-        # A resend after a crash carries the same Message-ID, so mail systems can drop the copy.
-        message["Message-ID"] = f"<{delivery.id}@vestry.invalid>"
-        message["X-Vestry-Delivery"] = delivery.id
-        if "unsubscribe_url" in context:  # a broadcast: one-click unsubscribe (RFC 8058)
-            message["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        for name, value in self._headers(delivery, context, rendered):
+            message[name] = value
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         self._attach(message, delivery.template, context, delivery.recipient)
@@ -95,45 +113,82 @@ class Mailer:
             )
         return message
 
+    def _render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
+        try:
+            return self.templates.email(template, context)
+        except TemplateProblem as problem:
+            raise PermanentFailure(str(problem)) from None
+
+    def _headers(
+        self, delivery: Delivery, context: dict[str, Any], rendered: RenderedEmail
+    ) -> list[tuple[str, str]]:
+        headers = [("Subject", rendered.subject), ("From", self._from), ("To", delivery.recipient)]
+        if self._settings.mail_reply_to:
+            headers.append(("Reply-To", self._settings.mail_reply_to))
+        headers += [
+            ("Date", formatdate(localtime=False)),
+            # A resend after a crash carries the same Message-ID, so mail systems can drop
+            # the copy.
+            ("Message-ID", f"<{delivery.id}@vestry.invalid>"),
+            ("X-Vestry-Delivery", delivery.id),
+        ]
+        if "unsubscribe_url" in context:  # a broadcast: one-click unsubscribe (RFC 8058)
+            headers.append(("List-Unsubscribe", f"<{context['unsubscribe_url']}>"))
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return headers
+
     def _attach(
         self, message: EmailMessage, template: str, context: dict[str, Any], recipient: str
     ) -> None:
-        calendar = context.get("calendar")
-        if calendar and template in CALENDAR_ATTACHED | CALENDAR_CANCELLED:
-            cancel = template in CALENDAR_CANCELLED
-            method = "CANCEL" if cancel else "REQUEST"
-            reference = context.get("reference")
-            # iTIP (RFC 5546): the partnership organises, the booker attends, and the
-            # invitation is the booking's (its own UID), not the event's.
-            ics = calendar_attachment(
-                calendar,
-                cancel=cancel,
-                uid=invitation_uid(calendar["uid"], str(reference)) if reference else None,
-                organizer=self._organizer,
-                attendee=Party(name=str(context.get("name") or ""), email=recipient),
-            )
+        invitation = self._invitation(template, context, recipient)
+        if invitation is not None:
+            ics, method, filename = invitation
             message.add_attachment(
                 ics,
                 maintype="text",
                 subtype="calendar",
-                filename="cancelled.ics" if cancel else "event.ics",
+                filename=filename,
                 params={"method": method, "charset": "utf-8"},
             )
 
-    async def send(self, message: EmailMessage) -> None:
+    def _invitation(
+        self, template: str, context: dict[str, Any], recipient: str
+    ) -> tuple[bytes, str, str] | None:
+        """The calendar entry a booking's message carries: the ``.ics``, its iTIP method
+        and its file name; None for a message that carries none."""
+        calendar = context.get("calendar")
+        if not calendar or template not in CALENDARED:
+            return None
+        cancel = template in CALENDAR_CANCELLED
+        reference = context.get("reference")
+        # iTIP (RFC 5546): the partnership organises, the booker attends, and the
+        # invitation is the booking's (its own UID), not the event's.
+        ics = calendar_attachment(
+            calendar,
+            cancel=cancel,
+            uid=invitation_uid(calendar["uid"], str(reference)) if reference else None,
+            organizer=self._organizer,
+            attendee=Party(name=str(context.get("name") or ""), email=recipient),
+        )
+        return ics, "CANCEL" if cancel else "REQUEST", "cancelled.ics" if cancel else "event.ics"
+
+    async def send(self, message: EmailMessage | PlainMail) -> None:
         """Hand ``message`` over; raises TransientFailure or PermanentFailure when refused.
 
         Connections are kept open and reused (one per message in flight), as a
         mail relay prefers; one the server has closed since is replaced once.
         """
-        sender, recipients = _envelope(message)
-        # An address beyond ASCII in its mailbox part needs the server's SMTPUTF8
-        # (RFC 6531); one beyond ASCII in its domain alone goes as the domain's
-        # ASCII form (IDNA) without it.
-        recipients = [_ascii_domain(address) for address in recipients]
-        utf8 = not all(address.isascii() for address in (sender, *recipients))
-        if not utf8:
-            _ascii_domains_in_headers(message)
+        if isinstance(message, PlainMail):  # its addresses are ASCII already
+            sender, recipients, utf8 = message.sender, [message.recipient], False
+        else:
+            sender, recipients = _envelope(message)
+            # An address beyond ASCII in its mailbox part needs the server's SMTPUTF8
+            # (RFC 6531); one beyond ASCII in its domain alone goes as the domain's
+            # ASCII form (IDNA) without it.
+            recipients = [_ascii_domain(address) for address in recipients]
+            utf8 = not all(address.isascii() for address in (sender, *recipients))
+            if not utf8:
+                _ascii_domains_in_headers(message)
         for fresh in (False, True):
             client, reused = await self._checkout(fresh)
             try:
@@ -259,10 +314,14 @@ def _ascii_domains_in_headers(message: EmailMessage) -> None:
         )
 
 
-def _wire(message: EmailMessage, client: aiosmtplib.SMTP, *, utf8: bool = False) -> bytes:
+def _wire(
+    message: EmailMessage | PlainMail, client: aiosmtplib.SMTP, *, utf8: bool = False
+) -> bytes:
     """The message as sent, flattened with our policy (aiosmtplib's own would fold
     header lines at 78 characters and break a long List-Unsubscribe link); with
     SMTPUTF8, headers may carry UTF-8 as it is (RFC 6532)."""
+    if isinstance(message, PlainMail):
+        return message.wire(eight_bit=client.supports_extension("8bitmime"))
     policy = POLICY.clone(linesep="\r\n", utf8=utf8)
     if not client.supports_extension("8bitmime"):
         policy = policy.clone(cte_type="7bit")

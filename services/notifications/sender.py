@@ -11,7 +11,8 @@ server whether it already took a message. Everything before that door happens on
 
 Each provider's rate (``VESTRY_EMAIL_RATE_PER_S``, ``VESTRY_SMS_RATE_PER_S``) is kept
 by all the replicas together: every send takes its starting moment from one row per
-provider in the store (``SharedPace``).
+provider in the store (``SharedPace``). Outcomes and moments go to the store through
+one writer per sender (``Writer``), whatever is waiting in one transaction.
 
 A transient failure (SMTP 4xx, a timeout, a gateway 5xx) is tried again after
 the configured delays; a permanent one (SMTP 5xx, an invalid number, a
@@ -25,119 +26,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from contracts.envelope import derived_message_id
+from contracts.envelope import Envelope, derived_message_id
 from contracts.notifications_v1 import DeliveryFailed, DeliverySent
+from kernel import outbox
 from kernel.outbox import Publisher
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.notifications import domain, store
+from services.notifications import domain, store, wakeup
 from services.notifications.documents import DOCUMENT_TEMPLATES, Document, Documents
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.handlers import settle_broadcast
 from services.notifications.mailer import Mailer
+from services.notifications.mime import PlainMail
+from services.notifications.pace import SharedPace, TakeStarts, starts_in_process
 from services.notifications.segments import count_segments
 from services.notifications.sms import SmsProvider, prepared_text, provider_from
 from services.notifications.templates import TemplateProblem
 
 log = logging.getLogger(__name__)
-
-
-# A provider's rate is kept with a margin: ``per_second`` starts take 1 + MARGIN_S
-# seconds, not one. A start may come up to LATE_S after its moment (a busy event loop),
-# and a message may take a little more or less time to reach the provider than the
-# one before; the margin absorbs both, so a provider counting what it receives in any
-# one second by its own clock never counts more than the rate. A start later than
-# LATE_S gives its moment up and takes a new one: sends delayed together never go
-# out together.
-MARGIN_S = 0.1
-LATE_S = 0.05
-
-TakeStarts = Callable[[int, float], Awaitable[float]]  # (how many, spacing) -> first
-
-
-class SharedPace:
-    """At most ``per_second`` sends a second to one provider from every replica together.
-
-    Each send waits for a starting moment of its own, taken from the store
-    (``store.take_send_starts``: one row per provider, moved on atomically), so the
-    replicas' moments never overlap however many there are. Sends waiting at once in
-    one replica take their moments in one transaction. The moments are wall-clock
-    time: replicas on several hosts need clocks that agree to well within LATE_S.
-    """
-
-    def __init__(
-        self, take: TakeStarts, per_second: float, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.spacing = (1.0 + MARGIN_S) / per_second
-        self._take = take
-        self._clock = clock
-        self._waiting: list[asyncio.Future[float]] = []
-        self._taking: asyncio.Task[None] | None = None
-
-    async def wait(self) -> None:
-        """Return at this send's moment, never before it and at most LATE_S after it."""
-        while True:
-            start = await self._start()
-            delay = start - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._clock() - start <= LATE_S:
-                return
-
-    async def _start(self) -> float:
-        moment: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._waiting.append(moment)
-        if self._taking is None or self._taking.done():
-            self._taking = asyncio.ensure_future(self._take_for_waiting())
-        return await moment
-
-    async def _take_for_waiting(self) -> None:
-        while self._waiting:
-            waiting, self._waiting = self._waiting, []
-            try:
-                first = await self._take(len(waiting), self.spacing)
-            except Exception as error:  # the store is away: those sends fail, and retry
-                for moment in waiting:
-                    if not moment.done():
-                        moment.set_exception(error)
-                continue
-            for n, moment in enumerate(waiting):
-                if not moment.done():  # a send cancelled meanwhile leaves its moment unused
-                    moment.set_result(first + n * self.spacing)
-
-
-def starts_in_store(
-    sessions: async_sessionmaker[AsyncSession],
-    provider: str,
-    clock: Callable[[], float] = time.time,
-) -> TakeStarts:
-    """Starting moments for sends to ``provider`` from the store the replicas share."""
-
-    async def take(count: int, spacing: float) -> float:
-        async with sessions() as session, session.begin():
-            return await store.take_send_starts(session, provider, count, spacing, clock)
-
-    return take
-
-
-def starts_in_process(clock: Callable[[], float] = time.time) -> TakeStarts:
-    """Starting moments kept in this process alone: for a sender without a store."""
-    next_start = 0.0
-
-    async def take(count: int, spacing: float) -> float:
-        nonlocal next_start
-        first = max(next_start, clock())
-        next_start = first + count * spacing
-        return first
-
-    return take
 
 
 @dataclass(frozen=True)
@@ -151,6 +67,30 @@ class Attempt:
     until: datetime | None = None
 
 
+# A claimed row, with the moment its send may start if one was taken with the claim.
+Claimed = tuple[store.Delivery, float | None]
+
+
+@dataclass(frozen=True)
+class _Text:
+    """An SMS ready to go: to whom, its text, and the parts it takes."""
+
+    to: str
+    text: str
+    segments: int
+
+
+def _failed(delivery: store.Delivery, failure: Exception) -> Attempt:
+    """The attempt a failure makes: tried again if it may pass, given up if it will not."""
+    if isinstance(failure, TransientFailure):
+        return Attempt("transient", str(failure))
+    if isinstance(failure, PermanentFailure):
+        return Attempt("permanent", str(failure))
+    # An unforeseen error: worth another try, then given up.
+    log.error("delivery %s: unexpected error", delivery.id, exc_info=failure)
+    return Attempt("transient", f"{type(failure).__name__}: {failure}")
+
+
 class Sender:
     """Sends ledger rows by email (SMTP) and SMS (a provider), paced per provider."""
 
@@ -161,16 +101,18 @@ class Sender:
         sms: SmsProvider | None = None,
         documents: Documents | None = None,
         sessions: async_sessionmaker[AsyncSession] | None = None,
+        wake_relay: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.mailer = mailer or Mailer(settings)
         self.sms = sms or provider_from(settings)
         self.documents = documents
         self.quiet = domain.QuietHours.parse(settings.quiet_hours)
+        self.writer = Writer(sessions, settings.delivery_retry_s, wake_relay) if sessions else None
         # Paced through the store when there is one, so that replicas share each rate.
         self.limits = {
             channel: SharedPace(
-                starts_in_store(sessions, channel) if sessions else starts_in_process(), rate
+                self.writer.starts(channel) if self.writer else starts_in_process(), rate
             )
             for channel, rate in (
                 ("email", settings.email_rate_per_s),
@@ -178,21 +120,52 @@ class Sender:
             )
         }
 
-    async def attempt(self, delivery: store.Delivery) -> Attempt:
+    async def attempt(
+        self,
+        delivery: store.Delivery,
+        after: Awaitable[None] | None = None,
+        moment: float | None = None,
+    ) -> Attempt:
+        """Send ``delivery`` once, at its moment; what became of it.
+
+        Nothing is sent before ``after`` (the slot's last outcome being recorded) is
+        done, and its failure is raised; this send's moment is asked for meanwhile, so
+        that both go to the store in one round of the writer. ``moment`` is one taken
+        with the row's claim, if it was.
+        """
         try:
-            if delivery.channel == "sms":
-                return await self._sms(delivery)
-            message = self.mailer.compose(delivery, await self._documents_of(delivery))
-            await self.limits["email"].wait()
-            await self.mailer.send(message)
+            outgoing = await self._outgoing(delivery)
+        except Exception as failure:
+            outgoing = _failed(delivery, failure)
+        if isinstance(outgoing, Attempt):  # nothing to send now
+            if after is not None:
+                await after
+            return outgoing
+        pace = self.limits["sms" if isinstance(outgoing, _Text) else "email"]
+        paced = asyncio.ensure_future(pace.wait(moment))
+        try:
+            if after is not None:
+                await after
+        except BaseException:
+            paced.cancel()
+            raise
+        try:
+            await paced
+            if isinstance(outgoing, _Text):
+                provider_id = await self.sms.send(outgoing.to, outgoing.text, reference=delivery.id)
+                return Attempt("sent", provider_id=provider_id, segments=outgoing.segments)
+            await self.mailer.send(outgoing)
             return Attempt("sent")
-        except TransientFailure as failure:
-            return Attempt("transient", str(failure))
-        except PermanentFailure as failure:
-            return Attempt("permanent", str(failure))
-        except Exception as failure:  # an unforeseen error: worth another try, then given up
-            log.exception("delivery %s: unexpected error", delivery.id)
-            return Attempt("transient", f"{type(failure).__name__}: {failure}")
+        except Exception as failure:
+            return _failed(delivery, failure)
+
+    async def _outgoing(
+        self, delivery: store.Delivery
+    ) -> EmailMessage | PlainMail | _Text | Attempt:
+        """What goes to the provider, rendered; or, for an SMS due in quiet hours, when."""
+        if delivery.channel == "sms":
+            return self._sms(delivery)
+        return self.mailer.prepare(delivery, await self._documents_of(delivery))
 
     async def _documents_of(self, delivery: store.Delivery) -> list[Document]:
         """The document an invoice or credit-note email carries, asked for now."""
@@ -203,7 +176,7 @@ class Sender:
             raise PermanentFailure(f"{delivery.template}: no document to attach")
         return [await self.documents.fetch(str(number))]
 
-    async def _sms(self, delivery: store.Delivery) -> Attempt:
+    def _sms(self, delivery: store.Delivery) -> _Text | Attempt:
         if not delivery.urgent and self.quiet is not None:
             until = self.quiet.wait_until(datetime.now(UTC))
             if until is not None:
@@ -213,9 +186,7 @@ class Sender:
         except TemplateProblem as problem:
             raise PermanentFailure(str(problem)) from None
         segments = count_segments(prepared_text(self.sms.name, text)).segments
-        await self.limits["sms"].wait()
-        provider_id = await self.sms.send(delivery.recipient, text, reference=delivery.id)
-        return Attempt("sent", provider_id=provider_id, segments=segments)
+        return _Text(delivery.recipient, text, segments)
 
     async def close(self) -> None:
         await self.mailer.close()
@@ -223,20 +194,41 @@ class Sender:
 
 
 async def run_sender(service: Service) -> None:
-    sender = Sender(service.settings, documents=documents_of(service), sessions=service.sessions)
-    poll_interval = service.settings.sender_poll_s
+    """Keep the slots fed: claim due rows whenever there is room for a slot's worth, and
+    when none is due, wait for rows planned here to commit (``wakeup``), or for the
+    poll interval to pass (rows planned by another replica, retries coming due)."""
+    settings = service.settings
+    sender = Sender(
+        settings,
+        documents=documents_of(service),
+        sessions=service.sessions,
+        wake_relay=service.wake_relay,
+    )
+    assert sender.writer is not None
+    slots = Slots(sender, sender.writer, settings.send_concurrency)
+    most = settings.send_concurrency * CLAIMED_PER_SLOT
+    lease = timedelta(seconds=settings.delivery_claim_lease_s)
+    planned = asyncio.Event()
+    stop_listening = wakeup.listen(planned.set)
     try:
         while True:
+            planned.clear()
+            room = most - slots.in_hand
+            if room < settings.send_concurrency:  # claim again once a slot's worth has gone
+                await slots.wait_for_room()
+                continue
+            claimed: list[Claimed] = []
             try:
-                sent = await send_due(service, sender)
-            except asyncio.CancelledError:
-                raise
+                claimed = await sender.writer.claim(room, lease, sender.limits, slots.free)
             except Exception:
-                log.exception("sender: a round failed; trying again")
-                sent = 0
-            if not sent:
-                await asyncio.sleep(poll_interval)
+                log.exception("sender: could not claim rows; trying again")
+            slots.hand(claimed)
+            if len(claimed) < room:  # none more due now
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(planned.wait(), settings.sender_poll_s)
     finally:
+        stop_listening()
+        await slots.stop()
         await sender.close()
 
 
@@ -248,29 +240,122 @@ async def send_due(service: Service, sender: Sender | Mailer) -> int:
             mailer=sender,
             documents=documents_of(service),
             sessions=service.sessions,
+            wake_relay=service.wake_relay,
         )
     settings = service.settings
-    async with service.sessions() as session, session.begin():
-        # While one replica sends a row, the others leave it alone; if that replica
-        # dies mid-send, the row is due again once the lease runs out.
-        claimed = await store.claim_due(
-            session,
-            limit=settings.send_concurrency * 5,
-            lease=timedelta(seconds=settings.delivery_claim_lease_s),
-        )
+    writer = sender.writer or Writer(
+        service.sessions, settings.delivery_retry_s, service.wake_relay
+    )
+    claimed = await writer.claim(
+        settings.send_concurrency * CLAIMED_PER_SLOT,
+        timedelta(seconds=settings.delivery_claim_lease_s),
+        sender.limits,
+        settings.send_concurrency,
+    )
     if not claimed:
         return 0
-    gate = asyncio.Semaphore(settings.send_concurrency)
-    recorder = Recorder(service)
+    slots = Slots(sender, writer, settings.send_concurrency)
+    slots.hand(claimed)
+    return await slots.drained()
 
-    async def attempt(delivery: store.Delivery) -> Attempt:
-        async with gate:  # the slot is held until the outcome is committed
-            result = await sender.attempt(delivery)
-            await recorder.record(delivery, result)
-            return result
 
-    attempts = await asyncio.gather(*(attempt(delivery) for delivery in claimed))
-    return sum(1 for a in attempts if a.outcome != "deferred")
+# Rows claimed at once for each sending slot: enough that the slots never wait for a
+# claim, few enough that a row is sent long before its claim's lease runs out.
+CLAIMED_PER_SLOT = 5
+
+
+class Slots:
+    """Up to ``concurrency`` sending slots (one SMTP connection each), fed with claimed rows.
+
+    A slot sends its rows one after another, each only once the outcome of the one
+    before is committed: a crash leaves at most one message per slot sent and not
+    recorded. A slot whose outcome cannot be recorded stops, and the rows still
+    waiting are left to their claim's lease (the store is away: they go again later).
+    """
+
+    def __init__(self, sender: Sender, writer: Writer, concurrency: int) -> None:
+        self._sender = sender
+        self._writer = writer
+        self._concurrency = concurrency
+        self._waiting: deque[Claimed] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._failure: Exception | None = None
+        self.in_hand = 0  # rows handed in and not yet recorded or left
+        self.attempted = 0
+
+    @property
+    def free(self) -> int:
+        """Slots not sending now: as many rows as would go at once."""
+        return self._concurrency - len(self._running)
+
+    def hand(self, rows: list[Claimed]) -> None:
+        """Send ``rows`` as slots come free, in their order."""
+        self._waiting.extend(rows)
+        self.in_hand += len(rows)
+        while len(self._running) < min(self._concurrency, len(self._waiting)):
+            self._running.add(asyncio.ensure_future(self._slot()))
+
+    async def wait_for_room(self) -> None:
+        """Return once a row has left this replica's hands."""
+        self._room.clear()
+        await self._room.wait()
+
+    async def drained(self) -> int:
+        """Wait for every row handed in; how many were attempted (deferred ones are not).
+        Raises what stopped a slot, if anything did."""
+        while self._running:
+            await asyncio.gather(*self._running)
+        if self._failure is not None:
+            raise self._failure
+        return self.attempted
+
+    async def stop(self) -> None:
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _slot(self) -> None:
+        try:
+            await self._send_in_turn()
+        finally:
+            # Gone from the count at once, not a loop turn later: rows handed in from
+            # now on start a slot of their own.
+            self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _send_in_turn(self) -> None:
+        recorded: asyncio.Future[None] | None = None
+        while self._waiting or recorded is not None:
+            if not self._waiting:  # the last outcome is recorded before the slot ends
+                assert recorded is not None
+                try:
+                    await recorded
+                except Exception as failure:
+                    self._stopped_by(failure, 0)
+                    return
+                recorded = None
+                continue
+            delivery, moment = self._waiting.popleft()
+            try:
+                result = await self._sender.attempt(delivery, after=recorded, moment=moment)
+            except Exception as failure:  # the slot's last outcome is not recorded
+                self._stopped_by(failure, 1 + len(self._waiting))
+                return
+            recorded = asyncio.ensure_future(self._writer.record(delivery, result))
+            recorded.add_done_callback(self._left)
+            self.attempted += result.outcome != "deferred"
+
+    def _left(self, recorded: asyncio.Future[None]) -> None:
+        self.in_hand -= 1
+        self._room.set()
+
+    def _stopped_by(self, failure: Exception, left: int) -> None:
+        """Stop on ``failure``, leaving ``left`` rows to their claim's lease."""
+        log.error("sender: an outcome could not be recorded (%s); slot stopped", failure)
+        self._failure = self._failure or failure
+        self._waiting.clear()
+        self.in_hand -= left
+        self._room.set()
 
 
 def documents_of(service: Service) -> Documents:
@@ -278,74 +363,169 @@ def documents_of(service: Service) -> Documents:
     return Documents(lambda: service.nc)
 
 
-class Recorder:
-    """Commits outcomes as they come, grouping those that arrive together (group commit).
+class Writer:
+    """The sender's one writer to the store: the outcomes of sends, the starting moments
+    of the next ones (``SharedPace``) and the claims of more rows, each round of them
+    in one transaction.
 
-    ``record`` returns once the outcome is in the store, so the caller's slot sends
-    nothing more until the last thing it sent is recorded.
+    Whatever waits while a round is written goes in the next round, together (group
+    commit): a round costs a few statements whatever its size, and the sender's own
+    transactions never wait for each other's hold on the store's write lock (on SQLite
+    a transaction that finds the lock taken sleeps and tries again, by ever longer
+    naps). ``record`` returns once the outcome is committed, so the caller's slot
+    sends nothing more until the last thing it sent is recorded.
     """
 
-    def __init__(self, service: Service) -> None:
-        self._service = service
-        self._waiting: list[tuple[store.Delivery, Attempt, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        delays: list[float],
+        wake_relay: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._delays = delays
+        self._wake_relay = wake_relay
+        self._clock = clock
+        self._outcomes: list[tuple[store.Delivery, Attempt, asyncio.Future[None]]] = []
+        self._starts: list[tuple[str, int, float, asyncio.Future[float]]] = []
+        self._claims: list[
+            tuple[int, timedelta, Mapping[str, SharedPace], int, asyncio.Future[list[Claimed]]]
+        ] = []
+        self._writing: asyncio.Task[None] | None = None
 
     async def record(self, delivery: store.Delivery, attempt: Attempt) -> None:
+        """Return once the outcome of ``attempt`` at ``delivery`` is committed."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((delivery, attempt, done))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.ensure_future(self._flush())
+        self._outcomes.append((delivery, attempt, done))
+        self._write_soon()
         await done
 
-    async def _flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                await _record(self._service, [(d, a) for d, a, _ in batch])
-            except Exception as error:  # the rows stay claimed: tried again when it lapses
-                for _, _, done in batch:
-                    if not done.done():  # its sender may have been cancelled meanwhile
-                        done.set_exception(error)
-            else:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+    def starts(self, provider: str) -> TakeStarts:
+        """Starting moments for sends to ``provider``, taken in the store the replicas share."""
 
+        async def take(count: int, spacing: float) -> float:
+            first: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._starts.append((provider, count, spacing, first))
+            self._write_soon()
+            return await first
 
-async def _record(service: Service, results: list[tuple[store.Delivery, Attempt]]) -> None:
-    """Each row's outcome, its fact, and any broadcast this settles, in one transaction."""
-    delays = service.settings.delivery_retry_s
-    async with service.sessions() as session, session.begin():
-        publish = Publisher(session)
-        touched: set[str] = set()
-        rows = {
-            row.id: row
-            for row in await session.scalars(
-                select(store.Delivery).where(store.Delivery.id.in_([c.id for c, _ in results]))
-            )
-        }
-        for claimed, attempt in results:
-            delivery = rows.get(claimed.id)
-            if delivery is None or delivery.status not in store.OPEN:
-                continue
-            if delivery.claim != claimed.claim:  # the lease ran out and another replica took it
-                continue
-            fact = _outcome(delivery, attempt, delays)
-            if fact is not None:
-                # One fact per outcome: a resent row's next outcome is another fact.
-                fact_id = derived_message_id(
-                    "delivery", delivery.id, "outcome", str(delivery.attempts)
+        return take
+
+    async def claim(
+        self, limit: int, lease: timedelta, paces: Mapping[str, SharedPace], at_once: int
+    ) -> list[Claimed]:
+        """Up to ``limit`` due rows, claimed for this replica until ``lease`` from now, the
+        first ``at_once`` of them with their moments (``paces``: each channel's) taken.
+
+        While one replica sends a row, the others leave it alone; if that replica dies
+        mid-send, the row is due again once the lease runs out."""
+        claimed: asyncio.Future[list[Claimed]] = asyncio.get_running_loop().create_future()
+        self._claims.append((limit, lease, paces, at_once, claimed))
+        self._write_soon()
+        return await claimed
+
+    async def _claim(
+        self,
+        session: AsyncSession,
+        limit: int,
+        lease: timedelta,
+        paces: Mapping[str, SharedPace],
+        at_once: int,
+    ) -> list[Claimed]:
+        rows = await store.claim_due(session, limit=limit, lease=lease)
+        moments: list[float | None] = [None] * len(rows)
+        for channel, pace in paces.items():
+            going = [n for n, row in enumerate(rows[:at_once]) if row.channel == channel]
+            if going:
+                first = await store.take_send_starts(
+                    session, channel, len(going), pace.spacing, self._clock
                 )
-                await publish(fact, id=fact_id)
-                if delivery.broadcast_id:
-                    touched.add(delivery.broadcast_id)
-        for broadcast_id in sorted(touched):
-            await settle_broadcast(session, broadcast_id, publish)
-    service.wake_relay()
+                for place, n in enumerate(going):
+                    moments[n] = first + place * pace.spacing
+        return list(zip(rows, moments, strict=True))
+
+    def _write_soon(self) -> None:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        while self._outcomes or self._starts or self._claims:
+            outcomes, self._outcomes = self._outcomes, []
+            starts, self._starts = self._starts, []
+            claims, self._claims = self._claims, []
+            futures: list[asyncio.Future[Any]] = [done for *_, done in outcomes]
+            futures += [first for *_, first in starts]
+            futures += [claimed for *_, claimed in claims]
+            try:
+                async with self._sessions() as session, session.begin():
+                    wake = await _record(session, [(d, a) for d, a, _ in outcomes], self._delays)
+                    firsts = [
+                        await store.take_send_starts(session, provider, count, spacing, self._clock)
+                        for provider, count, spacing, _ in starts
+                    ]
+                    taken = [
+                        await self._claim(session, limit, lease, paces, at_once)
+                        for limit, lease, paces, at_once, _ in claims
+                    ]
+            except Exception as error:  # rows stay claimed (tried again when it lapses)
+                for future in futures:
+                    if not future.done():  # its sender may have been cancelled meanwhile
+                        future.set_exception(error)
+                continue
+            if wake:
+                self._wake_relay()
+            for _, _, done in outcomes:
+                if not done.done():
+                    done.set_result(None)
+            for (*_, first), moment in zip(starts, firsts, strict=True):
+                if not first.done():  # a send cancelled meanwhile leaves its moments unused
+                    first.set_result(moment)
+            for (*_, claimed), rows in zip(claims, taken, strict=True):
+                if not claimed.done():  # cancelled meanwhile: its rows wait for their lease
+                    claimed.set_result(rows)
+
+
+async def _record(
+    session: AsyncSession, results: list[tuple[store.Delivery, Attempt]], delays: list[float]
+) -> bool:
+    """Each row's outcome, its fact, and any broadcast this settles, in a few statements
+    however many rows there are. Whether the relay should publish at once: a broadcast
+    was just completed. The fact of each row's outcome can wait for the relay's next
+    look: waking it for each would cost a transaction or two for every few rows."""
+    if not results:
+        return False
+    rows = {
+        row.id: row
+        for row in await store.outcome_rows(session, [claimed.id for claimed, _ in results])
+    }
+    settled: list[store.Settling] = []
+    facts: list[tuple[Envelope, str]] = []
+    touched: set[str] = set()
+    for claimed, attempt in results:
+        row = rows.get(claimed.id)
+        if row is None or row.status not in store.OPEN:
+            continue
+        if row.claim != claimed.claim:  # the lease ran out and another replica took it
+            continue
+        fact = _outcome(row, attempt, delays)
+        settled.append(row)
+        if fact is not None:
+            # One fact per outcome: a resent row's next outcome is another fact.
+            fact_id = derived_message_id("delivery", row.id, "outcome", str(row.attempts))
+            facts.append((Envelope.wrap(fact, id=fact_id), fact.SUBJECT))
+            if row.broadcast_id:
+                touched.add(row.broadcast_id)
+    await store.record_outcomes(session, settled)
+    await outbox.add_many(session, facts)
+    publish = Publisher(session)
+    for broadcast_id in sorted(touched):
+        await settle_broadcast(session, broadcast_id, publish)
+    return bool(publish.published)
 
 
 def _outcome(
-    delivery: store.Delivery, attempt: Attempt, delays: list[float]
+    delivery: store.Delivery | store.Settling, attempt: Attempt, delays: list[float]
 ) -> DeliverySent | DeliveryFailed | None:
     """Update the row after an attempt; the fact to publish, if the row is settled."""
     now = datetime.now(UTC)

@@ -8,8 +8,10 @@ parts are counted from when a message is planned.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -129,13 +131,21 @@ class CaptureSink:
         )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = self.directory / f"{stamp}-{captured.id[:8]}.json"
-        partial = path.with_suffix(".part")
-        partial.write_text(json.dumps(asdict(captured)))
-        partial.rename(path)  # readers never see half a message
+        # Written by a worker thread: a file costs the disk a moment the loop need not wait.
+        await asyncio.to_thread(_write_whole, path, json.dumps(asdict(captured)).encode())
         return captured.id
 
     async def close(self) -> None:
         pass
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` so that readers never see half of it: in full under another name,
+    then renamed."""
+    partial = path.with_suffix(".part")
+    with open(partial, "wb") as file:
+        file.write(data)
+    os.replace(partial, path)
 
 
 def read_captured(directory: Path) -> list[CapturedSms]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +14,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    case,
     delete,
     func,
     insert,
@@ -26,13 +29,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from contracts.personal import is_erased_email, normalised_email
-from services.notifications import directory, domain
+from services.notifications import directory, domain, wakeup
 from services.notifications.domain import PlannedDelivery, Reachable
 
 SETTLED = ("sent", "failed")
 OPEN = ("pending", "deferred")
+# Keys asked for in one IN (...): well inside SQLite's and PostgreSQL's limits on parameters.
+_IN_CHUNK = 1_000
+_ENTRY_FIELDS = fields(directory.Entry)
 
 
 class Base(DeclarativeBase):
@@ -141,6 +149,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("cause_id", "recipient", "channel", name="uq_delivery_once"),
+        Index("ix_deliveries_broadcast_status", "broadcast_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -158,7 +167,7 @@ class Delivery(Base):
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     provider_id: Mapped[str | None] = mapped_column(String(100))
     segments: Mapped[int | None] = mapped_column(Integer)
-    broadcast_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    broadcast_id: Mapped[str | None] = mapped_column(String(36))
     contact_id: Mapped[str | None] = mapped_column(String(36))
     claim: Mapped[str | None] = mapped_column(String(36))
     attempts_before_resend: Mapped[int] = mapped_column(Integer, default=0)
@@ -248,28 +257,97 @@ async def is_forgotten(session: AsyncSession, address: str) -> bool:
     return await session.get(Forgotten, forgotten_digest(address)) is not None
 
 
-async def learn(session: AsyncSession, seen: directory.Sighting) -> None:
-    """Take in what a fact says of a person, unless they were forgotten.
+async def learn(session: AsyncSession, sightings: Iterable[directory.Sighting]) -> None:
+    """Take in, in order, what facts say of people, unless they were forgotten.
 
     A fact read after its person was erased names an erased stand-in: there is
     nobody to learn. A mobile that was forgotten with someone is not learnt back
-    from another person's fact either.
+    from another person's fact either. However many sightings, it reads the
+    forgotten and the directory once each and writes each person's row once; a
+    row already there is locked first, so that two learners of one person take
+    turns (PostgreSQL; on SQLite the transaction holds the write lock).
     """
-    if is_erased_email(seen.email):
+    wanted = [seen for seen in sightings if not is_erased_email(seen.email)]
+    if not wanted:
         return
-    email = normalised_email(seen.email)
-    if await is_forgotten(session, email):
-        return
-    if seen.mobile and await is_forgotten(session, seen.mobile):
-        seen = replace(seen, mobile=None, sms_opt_in=False)
-    row = await session.get(DirectoryEntry, email, with_for_update=True)
-    learnt = directory.learn(row.entry() if row else None, seen)
-    if row is None:
-        session.add(DirectoryEntry(**asdict(learnt)))
-    else:
-        for field, value in asdict(learnt).items():
-            setattr(row, field, value)
-    await session.flush()
+    emails = {normalised_email(seen.email) for seen in wanted}
+    forgotten = await forgotten_among(
+        session, emails | {seen.mobile for seen in wanted if seen.mobile}
+    )
+    known = await _directory_entries(session, emails - forgotten)
+    entries: dict[str, directory.Entry] = dict(known)
+    for seen in wanted:
+        email = normalised_email(seen.email)
+        if email in forgotten:
+            continue
+        if seen.mobile and seen.mobile in forgotten:
+            seen = replace(seen, mobile=None, sms_opt_in=False)
+        entries[email] = directory.learn(entries.get(email), seen)
+    changed = {email: entry for email, entry in entries.items() if known.get(email) != entry}
+    await _write_entries(session, changed, new=changed.keys() - known.keys())
+
+
+async def forgotten_among(session: AsyncSession, addresses: Iterable[str]) -> set[str]:
+    """Which of ``addresses`` (emails or mobiles) were forgotten, in one query."""
+    digests = {address: forgotten_digest(address) for address in addresses}
+    found: set[str] = set()
+    wanted = sorted(set(digests.values()))
+    for first in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[first : first + _IN_CHUNK]
+        found.update(
+            await session.scalars(select(Forgotten.digest).where(Forgotten.digest.in_(chunk)))
+        )
+    return {address for address, digest in digests.items() if digest in found}
+
+
+async def _directory_entries(
+    session: AsyncSession, emails: Iterable[str]
+) -> dict[str, directory.Entry]:
+    """The directory's entries for ``emails``, each row locked until the transaction ends."""
+    table = DirectoryEntry.__table__
+    wanted = sorted(set(emails))
+    found: dict[str, directory.Entry] = {}
+    for first in range(0, len(wanted), _IN_CHUNK):
+        rows = await session.execute(
+            select(table)
+            .where(table.c.email.in_(wanted[first : first + _IN_CHUNK]))
+            .with_for_update()
+        )
+        for row in rows.mappings():
+            found[row["email"]] = directory.Entry(**{f.name: row[f.name] for f in _ENTRY_FIELDS})
+    return found
+
+
+async def _write_entries(
+    session: AsyncSession, entries: dict[str, directory.Entry], *, new: Iterable[str]
+) -> None:
+    """Insert the ``new`` entries and update the rest: two statements at most.
+
+    Rows of the directory this session has already loaded are given the same values,
+    so that what is read back in the same transaction is what was written.
+    """
+    new = set(new)
+    table = DirectoryEntry.__table__
+    rows = {
+        email: {f.name: getattr(entry, f.name) for f in _ENTRY_FIELDS}
+        for email, entry in entries.items()
+    }
+    inserts = [row for email, row in rows.items() if email in new]
+    updates = [
+        {"key": email, **{name: value for name, value in row.items() if name != "email"}}
+        for email, row in rows.items()
+        if email not in new
+    ]
+    if inserts:
+        await session.execute(insert(table), inserts)
+    if updates:
+        await session.execute(update(table).where(table.c.email == bindparam("key")), updates)
+    loaded = session.sync_session.identity_map
+    for email, values in rows.items():
+        row = loaded.get(identity_key(DirectoryEntry, email))
+        if row is not None:
+            for name, value in values.items():
+                set_committed_value(row, name, value)
 
 
 async def person(session: AsyncSession, email: str) -> Reachable | None:
@@ -524,6 +602,7 @@ async def plan_delivery(session: AsyncSession, cause_id: str, planned: PlannedDe
     if existing is not None or await is_forgotten(session, planned.recipient):
         return False
     await session.execute(insert(Delivery), [_row(cause_id, planned, datetime.now(UTC), None)])
+    wakeup.on_commit(session)
     return True
 
 
@@ -555,11 +634,18 @@ async def broadcast(session: AsyncSession, broadcast_id: str) -> Broadcast | Non
 async def plan_broadcast(
     session: AsyncSession, broadcast_id: str, planned: list[PlannedDelivery]
 ) -> None:
-    """Every row of a new broadcast, in bulk (its id is new, so none can exist yet)."""
+    """Every row of a new broadcast, in bulk (its id is new, so none can exist yet).
+
+    The rows are made a chunk at a time: all of a broadcast to tens of thousands at
+    once would hold tens of megabytes for a moment, and the process keeps the memory."""
     now = datetime.now(UTC)
-    rows = [_row(broadcast_id, item, now, broadcast_id) for item in planned]
-    for first in range(0, len(rows), 2000):
-        await session.execute(insert(Delivery), rows[first : first + 2000])
+    for first in range(0, len(planned), 2000):
+        chunk = planned[first : first + 2000]
+        await session.execute(
+            insert(Delivery), [_row(broadcast_id, item, now, broadcast_id) for item in chunk]
+        )
+    if planned:
+        wakeup.on_commit(session)
 
 
 async def delivery_for_update(session: AsyncSession, delivery_id: str) -> Delivery | None:
@@ -610,6 +696,71 @@ async def claim_due(
     )
 
 
+@dataclass
+class Settling:
+    """A claimed row as its outcome is recorded: the columns an outcome reads and changes,
+    read and written as plain values (``outcome_rows``, ``record_outcomes``), not as
+    ORM objects: a batch of thousands is recorded in a few statements."""
+
+    id: str
+    cause_id: str
+    recipient: str
+    channel: str
+    template: str
+    broadcast_id: str | None
+    attempts_before_resend: int
+    status: str
+    claim: str | None
+    attempts: int
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    provider_id: str | None
+    segments: int | None
+    last_error: str | None
+
+
+_SETTLING = [Delivery.__table__.c[f.name] for f in fields(Settling)]
+# What recording an outcome may change.
+_CHANGED = (
+    "status",
+    "claim",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+    "provider_id",
+    "segments",
+    "last_error",
+)
+
+
+async def outcome_rows(session: AsyncSession, ids: list[str]) -> list[Settling]:
+    """The rows ``ids`` as they are now, locked until the transaction ends (PostgreSQL) so
+    that an erasure or a resend meanwhile waits its turn, in one order for every caller."""
+    rows = await session.execute(
+        select(*_SETTLING)
+        .where(Delivery.__table__.c.id.in_(ids))
+        .order_by(Delivery.__table__.c.id)
+        .with_for_update()
+    )
+    return [Settling(*row) for row in rows]
+
+
+async def record_outcomes(session: AsyncSession, rows: list[Settling]) -> None:
+    """Write back what each of ``rows`` became, in one statement."""
+    if not rows:
+        return
+    table = Delivery.__table__
+    await session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({name: bindparam(f"new_{name}") for name in _CHANGED}),
+        [
+            {"row_id": row.id, **{f"new_{name}": getattr(row, name) for name in _CHANGED}}
+            for row in rows
+        ],
+    )
+
+
 async def take_send_starts(
     session: AsyncSession,
     provider: str,
@@ -623,6 +774,21 @@ async def take_send_starts(
     The provider's row is locked first (on SQLite the transaction holds the write lock
     already), then the clock read: replicas reserving at once take turns, each starting
     where the other left off, and a moment is never stale for having waited its turn."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "sqlite":
+        # The transaction has held the store's write lock since it began (BEGIN
+        # IMMEDIATE): the clock read now is read after any other replica's turn, and one
+        # statement moves the row on.
+        now, span = clock(), count * spacing
+        pace = SendPace.__table__
+        moved = await session.scalar(
+            update(pace)
+            .where(pace.c.provider == provider)
+            .values(next_start=case((pace.c.next_start > now, pace.c.next_start), else_=now) + span)
+            .returning(pace.c.next_start)
+        )
+        if moved is not None:
+            return float(moved) - span
     held = (
         select(SendPace.next_start)
         .where(SendPace.provider == provider)
@@ -631,7 +797,6 @@ async def take_send_starts(
     )
     next_start = await session.scalar(held)
     if next_start is None:  # the provider's first send
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as insert_new
         else:
@@ -674,6 +839,16 @@ async def count_deliveries(session: AsyncSession, status: str | None = None) -> 
     if status:
         query = query.where(Delivery.status == status)
     return await session.scalar(query) or 0
+
+
+async def broadcast_open(session: AsyncSession, broadcast_id: str) -> bool:
+    """Whether any row of the broadcast is still to send: one row found is enough."""
+    found = await session.scalar(
+        select(Delivery.id)
+        .where(Delivery.broadcast_id == broadcast_id, Delivery.status.in_(OPEN))
+        .limit(1)
+    )
+    return found is not None
 
 
 async def broadcast_counts(session: AsyncSession, broadcast_id: str) -> dict[str, int]:

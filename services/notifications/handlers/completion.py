@@ -34,6 +34,8 @@ async def complete_broadcast(
 
 async def settle_broadcast(session: AsyncSession, broadcast_id: str, publish: Publisher) -> None:
     """Complete the broadcast if none of its rows is left to send."""
+    if await store.broadcast_open(session, broadcast_id):  # the usual case, found at once
+        return
     broadcast = await session.get(store.Broadcast, broadcast_id)
     if broadcast is None or broadcast.completed_at is not None:
         return

@@ -21,7 +21,7 @@ from contracts.notifications_v1 import (
     Unsubscribe,
 )
 from kernel.commands import CommandContext, Refused
-from services.notifications import domain, store
+from services.notifications import domain, store, wakeup
 from services.notifications.handlers.people import forget
 
 
@@ -219,6 +219,7 @@ async def resend_delivery(command: ResendDelivery, ctx: CommandContext) -> dict[
         raise Refused("conflict", "its recipient asked to be forgotten", "delivery_id")
     delivery.status = "pending"
     delivery.next_attempt_at = datetime.now(UTC)
+    wakeup.on_commit(ctx.session)
     delivery.claim = None
     delivery.attempts_before_resend = delivery.attempts
     await ctx.record_action(  # not its recipient: the audit names no one

@@ -1,12 +1,20 @@
 """What each fact teaches the contact directory: the read model `vestry rebuild
 notifications` drops and replays. These handlers only learn; the live handlers in
-``facts`` call them first and then plan deliveries."""
+``facts`` call them first and then plan deliveries.
+
+Every learner here is the one ``Learner``: a rebuild hands it a whole batch of
+facts, whatever their types, and the directory learns them in a few statements.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from contracts import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope, Message
 from contracts.events_v1 import (
     Booker,
     BookingCancelled,
@@ -17,45 +25,11 @@ from contracts.events_v1 import (
     ReminderDue,
 )
 from contracts.subscriptions_v1 import InvoiceIssued, InvoiceOverdue, InvoicePaid, MembershipStarted
-from kernel.applier import Handler, HandlerContext
+from kernel.applier import Handler, Learner
 from services.notifications import domain, store
 from services.notifications.directory import Sighting, stamp
 
 log = logging.getLogger(__name__)
-
-
-async def _learn(
-    ctx: HandlerContext,
-    email: str,
-    source: str,
-    *,
-    name: str | None = None,
-    organisation: str | None = None,
-    mobile: str | None = None,
-    sms_opt_in: bool = False,
-) -> None:
-    seen = Sighting(
-        email=email,
-        source=source,
-        stamp=stamp(ctx.envelope.occurred_at, ctx.envelope.id),
-        name=name,
-        organisation=organisation,
-        mobile=mobile,
-        sms_opt_in=sms_opt_in,
-    )
-    await store.learn(ctx.session, seen)
-
-
-async def learn_member(fact: MembershipStarted, ctx: HandlerContext) -> None:
-    await _learn(ctx, str(fact.billing_email), "membership", organisation=fact.member_name)
-
-
-async def learn_billed(fact: InvoiceIssued | InvoiceOverdue, ctx: HandlerContext) -> None:
-    await _learn(ctx, str(fact.billing_email), "billing", organisation=fact.billed_name)
-
-
-async def learn_payer(fact: InvoicePaid, ctx: HandlerContext) -> None:
-    await _learn(ctx, str(fact.billing_email), "billing")
 
 
 def booker_mobile(booker: Booker) -> str | None:
@@ -70,11 +44,11 @@ def booker_mobile(booker: Booker) -> str | None:
         return None
 
 
-async def _learn_booker(ctx: HandlerContext, booker: Booker, organisation: str | None) -> None:
-    await _learn(
-        ctx,
-        str(booker.email),
-        "booking",
+def _booker(at: str, booker: Booker, organisation: str | None) -> Sighting:
+    return Sighting(
+        email=str(booker.email),
+        source="booking",
+        stamp=at,
         name=booker.name,
         organisation=organisation,
         mobile=booker_mobile(booker),
@@ -82,22 +56,36 @@ async def _learn_booker(ctx: HandlerContext, booker: Booker, organisation: str |
     )
 
 
-async def learn_booker(
-    fact: BookingConfirmed | BookingPromoted | BookingWaitlisted | ReminderDue,
-    ctx: HandlerContext,
-) -> None:
-    await _learn_booker(ctx, fact.booker, fact.organisation_name)
+def sightings(fact: Any, envelope: Envelope) -> Iterator[Sighting]:
+    """The people ``fact`` names, with what it says of each."""
+    at = stamp(envelope.occurred_at, envelope.id)
+    if isinstance(fact, MembershipStarted):
+        yield Sighting(str(fact.billing_email), "membership", at, organisation=fact.member_name)
+    elif isinstance(fact, InvoiceIssued | InvoiceOverdue):
+        yield Sighting(str(fact.billing_email), "billing", at, organisation=fact.billed_name)
+    elif isinstance(fact, InvoicePaid):
+        yield Sighting(str(fact.billing_email), "billing", at)
+    elif isinstance(fact, BookingConfirmed | BookingPromoted | BookingWaitlisted | ReminderDue):
+        yield _booker(at, fact.booker, fact.organisation_name)
+    elif isinstance(fact, BookingCancelled):
+        if fact.booker is not None:  # older facts did not carry the booker
+            yield _booker(at, fact.booker, None)
+    elif isinstance(fact, EventChanged):
+        for attendee in fact.attendees:
+            yield _booker(at, attendee.booker, None)
+    else:
+        raise TypeError(f"the directory learns nothing from {type(fact).__name__}")
 
 
-async def learn_canceller(fact: BookingCancelled, ctx: HandlerContext) -> None:
-    if fact.booker is not None:  # older facts did not carry the booker
-        await _learn_booker(ctx, fact.booker, None)
+async def learn_facts(session: AsyncSession, facts: Sequence[tuple[Any, Envelope]]) -> None:
+    """Take in, in order, the people ``facts`` name."""
+    await store.learn(
+        session, [seen for fact, envelope in facts for seen in sightings(fact, envelope)]
+    )
 
 
-async def learn_attendees(fact: EventChanged, ctx: HandlerContext) -> None:
-    for attendee in fact.attendees:
-        await _learn_booker(ctx, attendee.booker, None)
-
+learn_member = learn_billed = learn_payer = Learner(learn_facts)
+learn_booker = learn_canceller = learn_attendees = Learner(learn_facts)
 
 LEARNERS: dict[type[Message], Handler] = {
     MembershipStarted: learn_member,
