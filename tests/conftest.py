@@ -55,9 +55,12 @@ def mailbox(tmp_path: Path) -> Iterator[Mailbox]:
 
 @pytest.fixture
 def settings(tmp_path: Path, nats_server: NatsServer, mailbox: Mailbox) -> Settings:
-    """Settings with short timings, so retries and redeliveries happen within a test."""
+    """Settings with short timings, so retries and redeliveries happen within a test, and
+    no quiet hours: a test that sends an SMS must not depend on the hour it runs at
+    (those about quiet hours set their own window)."""
     return Settings(
         data_dir=tmp_path / "data",
+        quiet_hours="",
         nats_url=nats_server.url,
         smtp_port=mailbox.port,
         retry_backoff_s=[0.2, 0.4, 0.8],
