@@ -841,6 +841,17 @@ async def count_deliveries(session: AsyncSession, status: str | None = None) -> 
     return await session.scalar(query) or 0
 
 
+async def lock_broadcast(session: AsyncSession, broadcast_id: str) -> Broadcast | None:
+    """The broadcast, read afresh and locked until the transaction ends (PostgreSQL; on
+    SQLite the transaction holds the write lock already)."""
+    return await session.scalar(
+        select(Broadcast)
+        .where(Broadcast.id == broadcast_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def broadcast_open(session: AsyncSession, broadcast_id: str) -> bool:
     """Whether any row of the broadcast is still to send: one row found is enough."""
     found = await session.scalar(

@@ -33,11 +33,18 @@ async def complete_broadcast(
 
 
 async def settle_broadcast(session: AsyncSession, broadcast_id: str, publish: Publisher) -> None:
-    """Complete the broadcast if none of its rows is left to send."""
-    if await store.broadcast_open(session, broadcast_id):  # the usual case, found at once
-        return
-    broadcast = await session.get(store.Broadcast, broadcast_id)
+    """Complete the broadcast if none of its rows is left to send.
+
+    Replicas settling a broadcast's last rows at the same moment take turns on its row
+    (``FOR UPDATE`` on PostgreSQL; SQLite's write lock already serialises them): each
+    has written its own rows first, so the last to get the lock sees every other's
+    committed and completes it, once. Looked at without the lock, each could see the
+    others' rows as still to send, and none would complete it. Callers settle several
+    broadcasts in the order of their ids, so that two never wait on each other."""
+    broadcast = await store.lock_broadcast(session, broadcast_id)
     if broadcast is None or broadcast.completed_at is not None:
+        return
+    if await store.broadcast_open(session, broadcast_id):  # the usual case, found at once
         return
     counts = await store.broadcast_counts(session, broadcast_id)
     if counts["pending"] == 0 and counts["deferred"] == 0:

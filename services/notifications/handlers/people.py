@@ -28,7 +28,7 @@ async def forget(session: AsyncSession, person: store.Person, publish: Publisher
     unsent row was theirs: the one way both an erasure and `ForgetContact` forget."""
     broadcasts = await store.open_broadcasts_of(session, person.addresses)
     erased = await store.erase_person(session, person)
-    for broadcast_id in broadcasts:
+    for broadcast_id in sorted(broadcasts):
         await settle_broadcast(session, broadcast_id, publish)
     return erased
 
