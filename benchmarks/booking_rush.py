@@ -41,7 +41,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from benchmarks.common import Figure, rate
+from benchmarks.common import Figure, percentile, rate
 from contracts import Envelope
 from contracts.events_v1 import BookPlace, CreateEvent, ListEvents, PublishEvent, ShowEvent
 from contracts.money import Money
@@ -60,11 +60,6 @@ REQUESTS = 1_000
 STEADY_RATE = 200  # bookings offered per second
 STEADY_REQUESTS = 2_000  # ten seconds' worth
 RAW_SUBJECT = "bench.raw.echo"
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def timed(coroutine) -> tuple[float, object]:  # type: ignore[no-untyped-def]

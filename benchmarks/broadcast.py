@@ -30,7 +30,7 @@ from nats.aio.client import Client
 from sqlalchemy import insert
 
 from benchmarks import raw_nats
-from benchmarks.common import Figure, rate
+from benchmarks.common import Figure, percentile, rate
 from contracts.events_v1 import BookPlace, CreateEvent, PublishEvent
 from contracts.money import Money
 from contracts.notifications_v1 import BroadcastCompleted, SendBroadcast
@@ -266,11 +266,6 @@ async def raw_round_trips(nc: Client, count: int) -> list[float]:
     finally:
         await subscription.unsubscribe()
     return latencies
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 async def run(count: int) -> list[Figure]:

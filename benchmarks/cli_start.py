@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from benchmarks.common import Figure
+from benchmarks.common import Figure, percentile
 from vestry.natsserver import NatsServer
 
 DESCRIPTION = (
@@ -33,11 +33,6 @@ DESCRIPTION = (
 DEFAULT_COUNT = 20  # starts of each
 ROOT = Path(__file__).resolve().parents[1]
 MS = 1000.0
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def commands(nats_url: str) -> dict[str, list[str]]:

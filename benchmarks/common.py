@@ -100,3 +100,9 @@ class PeakRss:
     @property
     def start_mb(self) -> float:
         return self.start / 1e6
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The value ``share`` of the way up ``values`` sorted (0.99: the p99), nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]

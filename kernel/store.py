@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,18 +209,30 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def dialect_insert(session: AsyncSession) -> Callable[..., Any]:
+    """The INSERT of the session's database that knows ON CONFLICT (PostgreSQL's, else
+    SQLite's)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 async def upsert(
-    session: AsyncSession, table: Table, values: dict[str, object], key: list[str]
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, object]], key: list[str]
 ) -> None:
-    """Insert ``values`` into ``table``, or update the row with the same ``key`` (SQLite, PostgreSQL)."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(**values)
-    changes = {name: statement.excluded[name] for name in values if name not in key}
-    await session.execute(statement.on_conflict_do_update(index_elements=key, set_=changes))
+    """Insert ``rows`` into ``table``, or update those whose ``key`` is there already: one
+    statement for all of them (SQLite, PostgreSQL)."""
+    if not rows:
+        return
+    statement = dialect_insert(session)(table)
+    changes = {name: statement.excluded[name] for name in rows[0] if name not in key}
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=key, set_=changes), list(rows)
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kernel.store import UTCDateTime
+from kernel.store import UTCDateTime, upsert
 from services.events.domain import erasure
 
 
@@ -218,26 +218,7 @@ async def membership_rows(
 
 async def record_memberships(session: AsyncSession, rows: list[MembershipRow]) -> None:
     """Add the memberships to the view, or bring them up to date: one statement for all."""
-    if not rows:
-        return
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert_into
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert_into
-    statement = upsert_into(MembershipView.__table__)
-    changes = {
-        column.name: statement.excluded[column.name]
-        for column in MembershipView.__table__.columns
-        if not column.primary_key
-    }
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=["membership_id"], set_=changes),
-        list(rows),
-    )
-
-
-async def membership(session: AsyncSession, membership_id: str) -> MembershipView | None:
-    return await session.get(MembershipView, membership_id)
+    await upsert(session, MembershipView.__table__, rows, key=["membership_id"])
 
 
 async def memberships(session: AsyncSession) -> list[MembershipView]:

@@ -33,6 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from contracts.personal import is_erased_email, normalised_email
+from kernel.store import dialect_insert
 from services.notifications import directory, domain, wakeup
 from services.notifications.domain import PlannedDelivery, Reachable
 
@@ -613,13 +614,10 @@ async def add_broadcast(session: AsyncSession, values: dict[str, Any]) -> Broadc
     reaching two replicas at once makes both try: the insert of the second waits for
     the first's transaction and then inserts nothing, so the broadcast is planned once.
     """
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as insert_new
-    else:
-        from sqlalchemy.dialects.sqlite import insert as insert_new
     added = await session.execute(
-        insert_new(Broadcast).values(**values).on_conflict_do_nothing(index_elements=["id"])
+        dialect_insert(session)(Broadcast)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["id"])
     )
     if not added.rowcount:  # type: ignore[attr-defined]
         return None
@@ -797,12 +795,8 @@ async def take_send_starts(
     )
     next_start = await session.scalar(held)
     if next_start is None:  # the provider's first send
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as insert_new
-        else:
-            from sqlalchemy.dialects.sqlite import insert as insert_new
         await session.execute(
-            insert_new(SendPace)
+            dialect_insert(session)(SendPace)
             .values(provider=provider, next_start=0.0)
             .on_conflict_do_nothing(index_elements=["provider"])
         )

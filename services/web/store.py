@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kernel.store import UTCDateTime
+from kernel.store import UTCDateTime, dialect_insert
 
 
 class Base(DeclarativeBase):
@@ -162,13 +162,8 @@ async def failures_of(session: AsyncSession, login: str) -> SignInFailures | Non
 
 async def count_failure(session: AsyncSession, login: str, now: datetime) -> int:
     """One more wrong password for ``login``; the count in a row, raised atomically."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     table = SignInFailures.__table__
-    statement = insert(table).values(login=login, failures=1, last_failed_at=now)
+    statement = dialect_insert(session)(table).values(login=login, failures=1, last_failed_at=now)
     statement = statement.on_conflict_do_update(
         index_elements=["login"],
         set_={"failures": table.c.failures + 1, "last_failed_at": now},
