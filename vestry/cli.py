@@ -193,6 +193,8 @@ async def _wait_healthy(
     """The stack's status once every part answers, each service with ``replicas``
     processes; None after ``timeout``. ``meanwhile`` runs between looks (`vestry dev`
     keeps supervising while it waits)."""
+    import nats.errors
+
     from contracts.system_v1 import SERVICES
     from vestry import status as status_report
 
@@ -208,8 +210,8 @@ async def _wait_healthy(
                     if service.name in SERVICES
                 ):
                     return status
-        except NatsUnreachable:
-            pass
+        except (NatsUnreachable, nats.errors.Error, TimeoutError):
+            pass  # NATS is not up yet, or went while we asked (it is brought back): look again
         await asyncio.sleep(0.5)
     return None
 
