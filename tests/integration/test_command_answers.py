@@ -33,6 +33,7 @@ from kernel.store import outbox_table as outbox
 from services.events.store import Booking
 from services.subscriptions import store as subscriptions_store
 from services.subscriptions.app import create_service as create_subscriptions
+from services.subscriptions.settings import BillingSettings
 from tests.conftest import eventually
 from tests.events_support import Clock, events_service, fact_count, published_event
 from tests.stack import join_command
@@ -49,7 +50,11 @@ def store_services() -> tuple[str, ...]:
 
 @asynccontextmanager
 async def subscriptions(settings: Settings) -> AsyncIterator[Service]:
-    async with create_subscriptions(settings).running() as service:
+    """Subscriptions without its calendar: on a real date after 1 April the automation
+    would bill a member these tests join (a fact of its own, whenever its first tick
+    happens to land), and the tests count the facts a retry leaves."""
+    billing = BillingSettings(automation=False)
+    async with create_subscriptions(settings, billing=billing).running() as service:
         yield service
 
 
