@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kernel.writer_turns import take_turns
+
 kernel_metadata = MetaData()
 
 outbox_table = Table(
@@ -71,6 +73,8 @@ answers_table = Table(
 # An execution option: transactions that only read (on SQLite, BEGIN rather than
 # BEGIN IMMEDIATE, so that a slow query does not hold every writer up).
 READS_ONLY = "vestry_reads_only"
+# How long a SQLite writer waits for the write lock before it gives up.
+BUSY_TIMEOUT_S = 30
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -80,7 +84,9 @@ def create_engine(url: str) -> AsyncEngine:
         return create_async_engine(url, pool_pre_ping=True)
     if parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    # Before the BEGIN IMMEDIATE below: a writer waits its turn in this process first.
+    take_turns(engine.sync_engine, wait_s=BUSY_TIMEOUT_S, reads_only_option=READS_ONLY)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +96,7 @@ def create_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         # Deleted and overwritten content is zeroed, not left in free pages: an erased
         # person's details must not survive in the file (see scrub_after_erasure).
         cursor.execute("PRAGMA secure_delete=ON")
