@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -13,16 +15,31 @@ Kind = Literal["fact", "command"]
 # Deterministic ids live in their own namespace so that the same cause always
 # yields the same id, whichever process computes it.
 _VESTRY_NAMESPACE = uuid.UUID("6f1c2f0e-7a52-4bb4-9d1f-3f8f5a3f2c10")
+_NAMESPACE_BYTES = _VESTRY_NAMESPACE.bytes
 
 
 def new_message_id() -> str:
-    """A fresh random message id, for facts no retry could recreate."""
-    return str(uuid.uuid4())
+    """A fresh random message id, for facts no retry could recreate: the text of a
+    version 4 UUID, as ``str(uuid.uuid4())`` gives."""
+    return _uuid_text(os.urandom(16), version=4)
 
 
 def derived_message_id(*parts: str) -> str:
-    """A message id fixed by its cause, so that a retry recreates the same id."""
-    return str(uuid.uuid5(_VESTRY_NAMESPACE, "/".join(parts)))
+    """A message id fixed by its cause, so that a retry recreates the same id: the text
+    of ``uuid.uuid5`` of the parts in Vestry's namespace."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + "/".join(parts).encode()).digest()
+    return _uuid_text(digest, version=5)
+
+
+def _uuid_text(raw: bytes, *, version: int) -> str:
+    """The canonical text of the UUID with ``raw``'s first 16 bytes, its version and
+    RFC 4122 variant set, as ``uuid.UUID`` spells it (ids are made by the thousand
+    in a rush; this takes half the time of building a ``uuid.UUID``)."""
+    octets = bytearray(raw[:16])
+    octets[6] = (octets[6] & 0x0F) | (version << 4)
+    octets[8] = (octets[8] & 0x3F) | 0x80
+    hexed = octets.hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
 class Message(BaseModel):

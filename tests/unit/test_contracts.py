@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import Field, ValidationError
 
 from contracts import REGISTRY, Envelope, Message, Registry
-from contracts.envelope import derived_message_id
+from contracts.envelope import derived_message_id, new_message_id
 from contracts.export import SNAPSHOT_DIR, drift, write
 from contracts.subscriptions_v1 import JoinMember, MembershipStarted
 from kernel.streams import stream_for_subject
@@ -126,6 +129,23 @@ def test_derived_ids_are_stable() -> None:
     assert derived_message_id("invoice", "2026", "m-1") != derived_message_id(
         "invoice", "2027", "m-1"
     )
+
+
+@given(st.lists(st.text(), min_size=1, max_size=4))
+def test_derived_ids_are_the_uuid5_they_always_were(parts: list[str]) -> None:
+    """Ids already in streams and stores were made with ``uuid.uuid5``: a retry after an
+    upgrade must recreate the same id."""
+    namespace = uuid.UUID("6f1c2f0e-7a52-4bb4-9d1f-3f8f5a3f2c10")
+    assert derived_message_id(*parts) == str(uuid.uuid5(namespace, "/".join(parts)))
+
+
+def test_new_ids_are_random_version_4_uuids_in_canonical_text() -> None:
+    ids = {new_message_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
 
 
 def _join() -> JoinMember:
