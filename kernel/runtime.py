@@ -49,7 +49,7 @@ from contracts.system_v1 import (
     redrive_subject,
     replay_subject,
 )
-from kernel import audit, commands, migrations, outbox, production
+from kernel import audit, collector, commands, migrations, outbox, production
 from kernel.applier import Applier, Handler
 from kernel.consumer import FactConsumer
 from kernel.deadletter import dead_letters_of
@@ -292,6 +292,7 @@ class Service:
         self._tasks += [
             asyncio.create_task(run(self), name=f"{self.name}-worker") for run in self._workers
         ]
+        collector.settle()  # started: what start-up allocated is out of the collector's way
         log.info(
             "%s ready: store %s, consuming %s",
             self.name,
