@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from contracts.emails import EmailStr
 from contracts.envelope import Message
 from contracts.money import Money
 from contracts.personal import PERSON_EMAIL, person_name, person_phone

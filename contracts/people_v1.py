@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
+from contracts.emails import EmailStr
 from contracts.envelope import Message
 from contracts.personal import PERSON_EMAIL, person_phone
 from contracts.registry import register

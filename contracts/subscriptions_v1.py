@@ -9,12 +9,12 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StringConstraints,
     model_validator,
 )
 
+from contracts.emails import EmailStr
 from contracts.envelope import Message
 from contracts.money import Money
 from contracts.personal import PERSON_EMAIL, person_name

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from contracts.emails import forget_checked
 from kernel.writer_turns import take_turns
 
 kernel_metadata = MetaData()
@@ -128,8 +129,10 @@ async def scrub_after_erasure(engine: AsyncEngine, erasures: Sequence[Any] = ())
     than forced here.
 
     ``erasures`` are the ``PersonErasureRequested`` messages just handled (an email
-    and perhaps a phone each).
+    and perhaps a phone each). The addresses the process remembers as checked
+    (``contracts.emails``) are forgotten too.
     """
+    forget_checked()
     traces = [
         str(value).lower().encode()
         for erasure in erasures

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
+from contracts.emails import EmailStr
 from contracts.envelope import Message
 
 Role = Literal["finance", "events", "comms", "operator", "admin"]
