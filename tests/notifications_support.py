@@ -3,6 +3,7 @@ purpose, a local GOV.UK Notify, and reading the ledger and the facts."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,11 +13,15 @@ from typing import Any
 
 import jwt
 import phonenumbers
-from aiohttp import web
+import uvicorn
 from aiosmtpd.controller import Controller
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from contracts import Envelope
 from kernel.runtime import Service
@@ -93,29 +98,46 @@ class FakeNotify:
         self.received: list[dict[str, Any]] = []
         self.fail_next = 0
         self.port = free_port()
-        self._runner: web.AppRunner | None = None
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v2/notifications/sms", self._sms)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        """Serve on ``port`` under uvicorn, in this event loop, until ``stop``."""
+        app = Starlette(routes=[Route("/v2/notifications/sms", self._sms, methods=["POST"])])
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                # Idle connections outlive the client's (httpx keeps one 5 s), so the
+                # gateway never reuses one the fake is closing.
+                timeout_keep_alive=75,
+            )
+        )
+        self._serving = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            await self._serving
+            self._server = self._serving = None
 
     @staticmethod
-    def _error(status: int, error: str, message: str) -> web.Response:
+    def _error(status: int, error: str, message: str) -> JSONResponse:
         body = {"errors": [{"error": error, "message": message}], "status_code": status}
-        return web.json_response(body, status=status)
+        return JSONResponse(body, status_code=status)
 
-    async def _sms(self, request: web.Request) -> web.Response:
+    async def _sms(self, request: Request) -> JSONResponse:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
             return self._error(
@@ -142,7 +164,7 @@ class FakeNotify:
             return self._error(400, "ValidationError", "phone_number Not a UK mobile number")
         self.received.append(body)
         notification_id = str(uuid.uuid4())
-        return web.json_response(
+        return JSONResponse(
             {
                 "id": notification_id,
                 "reference": body.get("reference"),
@@ -154,7 +176,7 @@ class FakeNotify:
                     "uri": f"{self.url}/services/{NOTIFY_SERVICE_ID}/templates/{NOTIFY_TEMPLATE_ID}",
                 },
             },
-            status=201,
+            status_code=201,
         )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
+import httpx
 import jwt
 
 from kernel.settings import Settings
@@ -178,8 +179,8 @@ class NotifyGateway:
         self._secret = api_key[-36:]
         self._template_id = template_id
         self._url = f"{base_url.rstrip('/')}/v2/notifications/sms"
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout  # seconds for the whole request, answer included
+        self._client: httpx.AsyncClient | None = None
 
     def token(self) -> str:
         return jwt.encode(
@@ -190,8 +191,14 @@ class NotifyGateway:
         )
 
     async def send(self, to: str, text: str, *, reference: str) -> str:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        if self._client is None:
+            # Redirects are followed, as they always were here (httpx does not by default),
+            # and the system's certificates trusted (httpx alone would trust certifi's list).
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout),
+                follow_redirects=True,
+                verify=ssl.create_default_context(),
+            )
         body = {
             "phone_number": to,
             "template_id": self._template_id,
@@ -200,11 +207,12 @@ class NotifyGateway:
         }
         headers = {"Authorization": f"Bearer {self.token()}", "User-Agent": "vestry"}
         try:
-            async with self._session.post(self._url, json=body, headers=headers) as response:
-                status = response.status
-                answer = await _json(response)
-        except (TimeoutError, aiohttp.ClientError) as error:
+            # The whole exchange within the timeout; httpx's own bounds each step of it.
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(self._url, json=body, headers=headers)
+        except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as error:
             raise TransientFailure(f"Notify unreachable: {type(error).__name__}: {error}") from None
+        status, answer = response.status_code, _json(response)
         if status == 201:
             return str(answer["id"])
         problem = _first_error(answer)
@@ -215,15 +223,16 @@ class NotifyGateway:
         raise TransientFailure(f"Notify {status}: {problem}")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
-async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, whatever its Content-Type; {} when it is not one."""
     try:
-        data = await response.json(content_type=None)
-    except (ValueError, aiohttp.ContentTypeError):
+        data = response.json()
+    except ValueError:  # not JSON, or empty
         return {}
     return data if isinstance(data, dict) else {}
 
