@@ -52,11 +52,12 @@ class BillingSettings(BaseSettings):
     invoice_run_chunk: int = Field(
         default=2500, ge=1, description="Invoices issued per transaction in a run."
     )
-    invoice_run_pause_s: float = Field(
-        default=0.1,
+    invoice_run_pause_s: float | None = Field(
+        default=None,
         ge=0,
-        description="Pause between a run's chunks. SQLite's busy handler retries a waiting "
-        "writer every 100 ms at worst, so without a pause a run can starve other commands.",
+        description="Pause between a run's chunks. Unset: 0.1 s on SQLite, whose busy "
+        "handler retries another process's waiting writer every 100 ms at worst (without a "
+        "pause a run could starve it), and none on PostgreSQL.",
     )
     invoice_run_lease_s: float = Field(
         default=30.0, gt=0, description="A run not heard from for this long may be taken over."
