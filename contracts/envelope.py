@@ -18,10 +18,15 @@ _VESTRY_NAMESPACE = uuid.UUID("6f1c2f0e-7a52-4bb4-9d1f-3f8f5a3f2c10")
 _NAMESPACE_BYTES = _VESTRY_NAMESPACE.bytes
 
 
-def new_message_id() -> str:
-    """A fresh random message id, for facts no retry could recreate: the text of a
-    version 4 UUID, as ``str(uuid.uuid4())`` gives."""
+def new_id() -> str:
+    """A fresh random id: the text of a version 4 UUID, as ``str(uuid.uuid4())`` gives it,
+    in half the time (rows made by the thousand: invoices, bookings, deliveries)."""
     return _uuid_text(os.urandom(16), version=4)
+
+
+def new_message_id() -> str:
+    """A fresh random message id, for facts no retry could recreate."""
+    return new_id()
 
 
 def derived_message_id(*parts: str) -> str:

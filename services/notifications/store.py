@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
+from contracts.envelope import new_id
 from contracts.personal import is_erased_email, normalised_email
 from kernel.store import dialect_insert
 from services.notifications import directory, domain, wakeup
@@ -569,7 +569,7 @@ def _row(
     cause_id: str, planned: PlannedDelivery, now: datetime, broadcast_id: str | None
 ) -> dict[str, Any]:
     return {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "cause_id": cause_id,
         "recipient": planned.recipient,
         "channel": planned.channel,
@@ -678,7 +678,7 @@ async def claim_due(
     )
     if not due:
         return []
-    token = str(uuid.uuid4())
+    token = new_id()
     await session.execute(
         update(Delivery)
         .where(Delivery.id.in_(due), Delivery.status.in_(OPEN), Delivery.next_attempt_at <= now)

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Envelope
-from contracts.envelope import derived_message_id
+from contracts.envelope import derived_message_id, new_id
 from contracts.money import Money
 from contracts.subscriptions_v1 import (
     CreditNoteIssued,
@@ -803,7 +803,7 @@ class Runner:
         for offset, (row, priced) in enumerate(charges):
             invoice, invoice_lines = _rows(
                 priced,
-                invoice_id=str(uuid.uuid4()),
+                invoice_id=new_id(),
                 series=INVOICE_SERIES,
                 number=first + offset,
                 billed=Billed(

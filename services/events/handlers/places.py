@@ -4,14 +4,13 @@ waiting list, cancelling."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import derived_message_id
+from contracts.envelope import derived_message_id, new_id
 from contracts.events_v1 import (
     AttendanceRecorded,
     BookingCancelled,
@@ -104,7 +103,7 @@ class Places:
             return []
         return [
             {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "booking_id": booking.id,
                 "event_id": event.id,
                 "hours_before": slot.hours_before,
