@@ -1,7 +1,8 @@
 """The public site under load: the programme (``/events``), one event's page and the
 booking form, served by the web service under uvicorn, in its own process, from the
 three services, each in its own process, over a real nats-server, as ``vestry dev``
-and production run them. 50 keep-alive clients (httpx, in this process) ask at once.
+and production run them. 50 keep-alive clients (benchmarks.http_client, in this process)
+ask at once.
 
 Each visitor first GETs the booking form once, for its CSRF cookie and token, and
 sends that cookie on every request after, as a browser would. The booking form is
@@ -39,11 +40,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import httpx
 import nats
 from nats.aio.client import Client
 
 from benchmarks.common import Figure, rate
+from benchmarks.http_client import LoadClient
 from contracts import Envelope
 from contracts.events_v1 import BookPlace, CheckIn, CreateEvent, PublishEvent, ShowEvent
 from contracts.money import Money
@@ -207,13 +208,13 @@ async def answering(nc: Client, children: Children) -> None:
                 await asyncio.sleep(0.05)
 
 
-async def serving(session: httpx.AsyncClient, url: str, name: str, children: Children) -> None:
+async def serving(session: LoadClient, url: str, name: str, children: Children) -> None:
     deadline = time.monotonic() + READY_S
     while True:
         children.check()
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             answer = await session.get(url)
-            if answer.status_code == 200:
+            if answer.status == 200:
                 return
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name} does not answer {url} after {READY_S:.0f}s")
@@ -326,41 +327,42 @@ class Visitor:
     token: str
 
 
-async def visitors(session: httpx.AsyncClient, form: str) -> list[Visitor]:
+async def visitors(session: LoadClient, form: str) -> list[Visitor]:
     """One per client: GET the booking form once, keep its CSRF cookie and token."""
 
-    async def visit() -> Visitor:
-        page = await session.get(form)
-        if page.status_code != 200:
-            raise RuntimeError(f"GET {form}: {page.status_code}")
-        text, cookie = page.text, page.cookies["vestry_csrf"]
-        found = CSRF.search(text)
+    async def visit(client: int) -> Visitor:
+        page = await session.get(form, client=client)
+        cookie = page.cookie("vestry_csrf")
+        if page.status != 200 or cookie is None:
+            raise RuntimeError(f"GET {form}: {page.status}, CSRF cookie {cookie!r}")
+        found = CSRF.search(page.text)
         if found is None:
             raise RuntimeError(f"{form} has no CSRF token")
         return Visitor(cookie, found.group(1))
 
-    return list(await asyncio.gather(*(visit() for _ in range(CLIENTS))))
+    return list(await asyncio.gather(*(visit(client) for client in range(CLIENTS))))
 
 
-def getting(session: httpx.AsyncClient, urls: list[str], people: list[Visitor]) -> Call:
+def getting(session: LoadClient, urls: list[str], people: list[Visitor]) -> Call:
     async def call(n: int, client: int) -> int:
         headers = {"Cookie": f"vestry_csrf={people[client].cookie}"}
-        answer = await session.get(urls[n % len(urls)], headers=headers)
-        return answer.status_code
+        answer = await session.get(urls[n % len(urls)], client=client, headers=headers)
+        return answer.status
 
     return call
 
 
-def booking(session: httpx.AsyncClient, form: str, people: list[Visitor]) -> Call:
+def booking(session: LoadClient, form: str, people: list[Visitor]) -> Call:
     """POST the form as ``people``, each time with a new name and email."""
     numbers = itertools.count()
 
     async def call(n: int, client: int) -> int:
         person, who = people[client], next(numbers)
-        answer = await session.post(
+        answer = await session.post_form(
             form,
+            client=client,
             headers={"Cookie": f"vestry_csrf={person.cookie}"},
-            data={
+            form={
                 "csrf_token": person.token,
                 "name": f"Person {who:06d}",
                 "email": f"p{who:06d}@council.example",
@@ -368,9 +370,8 @@ def booking(session: httpx.AsyncClient, form: str, people: list[Visitor]) -> Cal
                 "member_id": "",
                 "organisation_name": "Wigan Council",
             },
-            follow_redirects=False,
         )
-        return answer.status_code
+        return answer.status
 
     return call
 
@@ -412,23 +413,6 @@ async def run(count: int) -> list[Figure]:
             await nc.close()
 
 
-def load_client() -> httpx.AsyncClient:
-    """``CLIENTS`` keep-alive connections that keep no cookies: each request sends the one
-    its visitor was given. Redirects are followed unless a request says otherwise, and a
-    slow answer under load waits as long as it may (5 minutes; connecting, 30 s)."""
-    client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS),
-        timeout=httpx.Timeout(300.0, connect=30.0),
-        follow_redirects=True,
-    )
-
-    async def forget_cookies(response: httpx.Response) -> None:
-        client.cookies.clear()
-
-    client.event_hooks["response"].append(forget_cookies)
-    return client
-
-
 async def measure(
     count: int,
     nc: Client,
@@ -438,14 +422,14 @@ async def measure(
     bare: str,
     page: Path,
 ) -> list[Figure]:
-    async with load_client() as session:
+    async with LoadClient() as session:
         await answering(nc, children)
         await serving(session, f"{site}/healthz", "the web service", children)
         ids, to_book = await programme(nc, count)
         answer = await session.get(f"{site}/events")
-        body = answer.content
-        if answer.status_code != 200 or body.count(b'class="vestry-event"') != EVENTS:
-            raise RuntimeError(f"/events answered {answer.status_code} without the {EVENTS} events")
+        body = answer.body
+        if answer.status != 200 or body.count(b'class="vestry-event"') != EVENTS:
+            raise RuntimeError(f"/events answered {answer.status} without the {EVENTS} events")
         await asyncio.to_thread(publish_page, page, body)
         await serving(session, f"{bare}/events", "the bare app", children)
 
