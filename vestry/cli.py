@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from vestry import (
     cli_audit,
@@ -217,6 +215,8 @@ async def _wait_healthy(
 
 
 def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
+    from rich.table import Table
+
     table = Table(title="Vestry is running", show_header=True)
     table.add_column("part")
     table.add_column("where")
@@ -270,6 +270,8 @@ def status(
 
 
 def _render_status(current: status_report.Status) -> None:
+    from rich.table import Table
+
     services = Table(title="Services")
     for column in ("service", "state", "pids", "unsent facts", "consumer", "pending", "unacked"):
         services.add_column(column)
@@ -371,6 +373,8 @@ def demo(
 
 
 async def _run_demo(options: Options) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from vestry import demo_run
 
     async with connected(options.nats) as nc:
@@ -449,6 +453,8 @@ def mail_ls(ctx: typer.Context) -> None:
     ]
 
     def render() -> None:
+        from rich.table import Table
+
         table = Table(title=f"Captured mail ({len(rows)})")
         for column in ("#", "to", "subject"):
             table.add_column(column)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vestry.connection import connected
@@ -290,6 +289,8 @@ def broadcast(
 
 
 async def _broadcast(options: Options, command: Message, wait: float) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from contracts.notifications_v1 import BroadcastStatus
     from kernel.commands import request
 

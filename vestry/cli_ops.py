@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from vestry.connection import connected
@@ -277,6 +276,8 @@ def replay(
 
 
 async def _replay(options: Options, into: str, request: ReplayRequest) -> ReplayReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from contracts.system_v1 import ReplayReport, replay_subject
     from kernel.commands import CommandFailed, ServiceUnavailable, request_raw
     from vestry import status as status_report

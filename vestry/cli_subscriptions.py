@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vestry import terminal
@@ -453,6 +452,8 @@ def invoice_run(
 
 
 async def _follow_run(options: Options, command: RunInvoicing) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from contracts.subscriptions_v1 import InvoiceRunStatus
     from kernel.commands import request
 
