@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import hashlib
 import hmac
 import html
@@ -41,7 +40,6 @@ import json
 import logging
 import secrets
 import socket
-import ssl
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +51,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from kernel import outbound
 
 log = logging.getLogger(__name__)
 
@@ -438,9 +438,7 @@ class PayStandIn:
         # Within 10 s in all; redirects followed, as they always were here.
         async with (
             asyncio.timeout(10),
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(10), follow_redirects=True, verify=_tls_context()
-            ) as client,
+            outbound.client(10) as client,
         ):
             response = await client.post(self.webhook_url, content=body, headers=headers)
         status = response.status_code
@@ -495,13 +493,6 @@ async def _listening(host: str, port: int) -> socket.socket:
         await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     )[0]
     return socket.create_server(address, family=family)
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """TLS that verifies against the system's certificates (httpx alone would trust
-    certifi's list), built once: building it reads them from disk, ~20 ms a time."""
-    return ssl.create_default_context()
 
 
 def main(argv: list[str] | None = None) -> None:

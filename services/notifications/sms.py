@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import os
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
+from kernel import outbound
 from kernel.settings import Settings
 from services.notifications.failures import PermanentFailure, TransientFailure
 from services.notifications.segments import SmsTooLong, count_segments, fit_sms, notify_normalise
@@ -192,13 +192,7 @@ class NotifyGateway:
 
     async def send(self, to: str, text: str, *, reference: str) -> str:
         if self._client is None:
-            # Redirects are followed, as they always were here (httpx does not by default),
-            # and the system's certificates trusted (httpx alone would trust certifi's list).
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout),
-                follow_redirects=True,
-                verify=ssl.create_default_context(),
-            )
+            self._client = outbound.client(self._timeout)
         body = {
             "phone_number": to,
             "template_id": self._template_id,
@@ -212,7 +206,7 @@ class NotifyGateway:
                 response = await self._client.post(self._url, json=body, headers=headers)
         except (TimeoutError, httpx.HTTPError, httpx.InvalidURL) as error:
             raise TransientFailure(f"Notify unreachable: {type(error).__name__}: {error}") from None
-        status, answer = response.status_code, _json(response)
+        status, answer = response.status_code, outbound.json_object(response)
         if status == 201:
             return str(answer["id"])
         problem = _first_error(answer)
@@ -226,15 +220,6 @@ class NotifyGateway:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    """The answer's JSON object, whatever its Content-Type; {} when it is not one."""
-    try:
-        data = response.json()
-    except ValueError:  # not JSON, or empty
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _first_error(answer: dict[str, Any]) -> str:

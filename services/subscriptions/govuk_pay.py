@@ -17,14 +17,13 @@ so asking twice for one attempt creates one payment.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+from kernel import outbound
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,7 @@ class GovUkPay:
         }
         try:
             # The whole call within the timeout; httpx's own bounds each step of it.
-            async with asyncio.timeout(self._timeout), _client(self._timeout) as client:
+            async with asyncio.timeout(self._timeout), outbound.client(self._timeout) as client:
                 response = await client.request(
                     method, f"{self._api}{path}", json=json, headers=sent
                 )
@@ -157,34 +156,10 @@ class GovUkPay:
             raise CardPaymentsUnavailable(
                 f"GOV.UK Pay unreachable: {type(error).__name__}: {error}"
             ) from None
-        status, answer = response.status_code, _json(response)
+        status, answer = response.status_code, outbound.json_object(response)
         if status == 429 or status >= 500:
             raise CardPaymentsUnavailable(f"GOV.UK Pay answered {status}: {_described(answer)}")
         return status, answer
-
-
-def _client(timeout: float) -> httpx.AsyncClient:
-    """A client for one call. It follows redirects, as this one always has (httpx does not
-    by default), and trusts what the system trusts (httpx alone would trust certifi's list)."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout), follow_redirects=True, verify=_tls_context()
-    )
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """TLS that verifies against the system's certificates, built once: building it reads
-    them from disk, ~20 ms a time."""
-    return ssl.create_default_context()
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    """The answer's JSON object, whatever its Content-Type; {} when it is not one."""
-    try:
-        answer = response.json()
-    except ValueError:  # not JSON, or empty
-        return {}
-    return answer if isinstance(answer, dict) else {}
 
 
 def _described(answer: dict[str, Any]) -> str:
