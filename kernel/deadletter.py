@@ -46,12 +46,21 @@ def _header_safe(text: str) -> str:
 
 
 async def dead_letter(
-    js: JetStreamContext, item: Incoming, *, service: str, consumer: str, failure: Failure
+    js: JetStreamContext,
+    item: Incoming,
+    *,
+    service: str,
+    consumer: str,
+    failure: Failure,
+    attempt: str = "",
 ) -> None:
     """Store ``msg`` in the DLQ stream with its origin and the error; raises if not stored.
 
-    The copy's own id is fixed by the original's stream sequence and delivery
-    count, so publishing it again after a crash does not make a second copy.
+    The copy's own id is fixed by the consumer and the original's stream sequence
+    (and ``attempt``, for a redrive that failed again), so storing it again makes no
+    second copy: after a crash before the message was settled, or when the message
+    came again while its last delivery was still being dead-lettered (its ack
+    deadline passed while a slow batch was applied, and JetStream redelivered it).
     """
     headers = {
         SUBJECT: item.subject,
@@ -63,7 +72,9 @@ async def dead_letter(
         ERROR: _header_safe(failure.error) or failure.kind,
         DELIVERIES: str(item.deliveries),
         FAILED_AT: datetime.now(UTC).isoformat(),
-        "Nats-Msg-Id": f"dlq:{consumer}:{item.stream}:{item.sequence}:{item.deliveries}",
+        "Nats-Msg-Id": ":".join(
+            part for part in ("dlq", consumer, item.stream, str(item.sequence), attempt) if part
+        ),
     }
     await js.publish(
         dead_letter_subject(service, item.subject),

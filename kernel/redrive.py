@@ -60,6 +60,7 @@ async def redrive(
                 service=service,
                 consumer=letter.consumer,
                 failure=Failure(kind, outcome_error),
+                attempt=f"redrive-{item.deliveries}",  # a copy of its own, as the letter goes
             )
         await js.delete_msg(DLQ_STREAM, letter.sequence)
     return RedriveReport(

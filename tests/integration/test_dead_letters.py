@@ -9,8 +9,9 @@ from nats.aio.client import Client
 
 from contracts import Envelope
 from contracts.subscriptions_v1 import MembershipStarted
+from kernel.applier import Incoming
 from kernel.consumer import HandlerContext
-from kernel.deadletter import read_dead_letters
+from kernel.deadletter import Failure, dead_letter, read_dead_letters
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.events.app import MIGRATIONS
@@ -137,3 +138,40 @@ async def test_one_failing_fact_in_a_batch_leaves_the_others_applied_once(
     assert stats.applied == 5 and stats.dead_lettered == 1
     assert [letter.kind for letter in letters] == ["handler"]
     assert "Council 13 cannot be priced" in letters[0].error
+
+
+async def test_a_fact_dead_lettered_again_on_a_later_delivery_is_stored_once(
+    nc: Client, streams: None
+) -> None:
+    """When applying a fact that fails outlasts its ack deadline, JetStream may deliver it
+    again while the consumer is still dead-lettering it (an outstanding pull takes the
+    redelivery), and that delivery fails and is dead-lettered too: both copies carry one
+    id, so the DLQ keeps one. A redrive that fails again stores a copy of its own."""
+    js = nc.jetstream()
+    failure = Failure("handler", "RuntimeError: the read model's table is locked")
+
+    def delivery(count: int) -> Incoming:
+        return Incoming(
+            data=Envelope.wrap(membership_started(6)).to_bytes(),
+            subject=MembershipStarted.SUBJECT,
+            stream="SUBSCRIPTIONS",
+            sequence=41,
+            deliveries=count,
+        )
+
+    for count in (3, 4, 5):
+        await dead_letter(
+            js, delivery(count), service="probe", consumer="probe-subscriptions", failure=failure
+        )
+    [letter] = await _letters_from(nc, "probe-subscriptions")
+    assert (letter.original_sequence, letter.deliveries) == (41, 3)
+
+    await dead_letter(
+        js,
+        delivery(4),
+        service="probe",
+        consumer="probe-subscriptions",
+        failure=failure,
+        attempt="redrive-4",
+    )
+    assert len(await _letters_from(nc, "probe-subscriptions")) == 2
