@@ -23,14 +23,14 @@ REMEMBERED = 8192
 
 
 @lru_cache(maxsize=REMEMBERED)
-def normalised(address: str) -> str:
+def checked_address(address: str) -> str:
     """``address`` as ``EmailStr`` gives it, or its ``PydanticCustomError``."""
     return validate_email(address)[1]
 
 
 def forget_checked() -> None:
     """Forget every address checked so far (after a person's erasure)."""
-    normalised.cache_clear()
+    checked_address.cache_clear()
 
 
 class _Checked:
@@ -38,7 +38,9 @@ class _Checked:
     def __get_pydantic_core_schema__(
         cls, _source: type[Any], _handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(normalised, core_schema.str_schema())
+        return core_schema.no_info_after_validator_function(
+            checked_address, core_schema.str_schema()
+        )
 
     @classmethod
     def __get_pydantic_json_schema__(
