@@ -91,7 +91,7 @@ async def leaders(nc: Client) -> dict[str, str]:
 
 async def caught_up(nc: Client, services: dict[str, Service]) -> bool:
     """Every outbox published, every durable with nothing pending or unacknowledged, no
-    mail owed; False while the cluster cannot say."""
+    mail owed (due now or waiting to be tried again); False while the cluster cannot say."""
     try:
         for service in services.values():
             async with service.sessions() as session:
@@ -109,7 +109,14 @@ async def caught_up(nc: Client, services: dict[str, Service]) -> bool:
             if any(c.num_pending or c.num_ack_pending for c in consumers.values()):
                 return False
         async with services["notifications"].sessions() as session:
-            return await notifications_store.owed_now(session) == 0
+            # Nothing here is deferred on purpose: a delivery whose attempt failed while the
+            # cluster was down waits for its next one, and is still owed.
+            open_deliveries = await session.scalar(
+                select(func.count())
+                .select_from(notifications_store.Delivery)
+                .where(notifications_store.Delivery.status.in_(notifications_store.OPEN))
+            )
+            return open_deliveries == 0
     except RETRYABLE:
         return False
 
