@@ -133,7 +133,9 @@ async def everywhere(nc: Client, service: Service, mailbox: Mailbox) -> dict[str
         ),
     )
     await eventually(lambda: len(mailbox.mails()) == 5, what="Ann's 3 emails and Ben's 2")
+    # The ledger says sent a moment after the mail server has the message.
     await eventually(lambda: _statuses(service, EMAIL, {"sent"}), what="Ann's mail recorded")
+    await eventually(lambda: _statuses(service, BEN, {"sent"}), what="Ben's mail recorded")
     await eventually(lambda: _statuses(service, E164, {"deferred"}), what="Ann's SMS wait")
     return sent
 
