@@ -109,6 +109,9 @@ async def test_a_comms_user_previews_and_sends_a_broadcast_and_watches_it_comple
     frame = page.frame_locator("iframe[title='The email as it will arrive']")
     await expect(frame.get_by_role("heading", name=HEADLINE)).to_be_visible()
     await expect(frame.get_by_text("Garden waste collections restart on 1 June.")).to_be_visible()
+    # Styled as it will arrive: the page's policy lets the email's own inline styles through.
+    await expect(frame.locator("body")).to_have_css("font-family", "Arial, sans-serif")
+    await expect(frame.locator("body")).to_have_css("color", "rgb(27, 27, 27)")
     await assert_no_axe_violations(page)
     if javascript:
         await screenshot(page, "office-broadcast", shots(tmp_path))

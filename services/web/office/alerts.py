@@ -7,7 +7,7 @@ count and rendering is the notifications service's."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from contracts.notifications_v1 import (
 )
 from kernel.commands import CommandFailed
 from services.web.forms import FormProblems, sentence, text_value
+from services.web.office import email_frame
 from services.web.office.alert_forms import (
     CHANNELS,
     WRITTEN,
@@ -264,9 +265,16 @@ def offered(templates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in templates if set(t["needs"]) <= set(WRITTEN)]
 
 
-async def previewed(
-    request: Request, form: BroadcastForm
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]], FormProblems]:
+class Previewed(NamedTuple):
+    preview: dict[str, Any] | None
+    templates: list[dict[str, Any]]
+    problems: FormProblems
+    # The email's HTML as previewed, or an empty broadcast's when what is typed could not
+    # be: the page allows its inline styles, which the script's later previews share.
+    email_html: str
+
+
+async def previewed(request: Request, form: BroadcastForm) -> Previewed:
     """The notifications service's preview of what is typed, the templates to offer, and
     why it could not be previewed (on the field at fault) if it could not."""
     try:
@@ -276,55 +284,59 @@ async def previewed(
         on_field(problems, BroadcastForm.form_field(refused.error.field), refused.error.message)
         # Still the templates to choose from: those of an empty broadcast.
         plain = await ask(request, PreviewBroadcast(data=dict.fromkeys(WRITTEN, "")))
-        return None, offered(plain["templates"]), problems
-    return preview, offered(preview["templates"]), FormProblems()
+        return Previewed(None, offered(plain["templates"]), problems, _email_html(plain))
+    return Previewed(preview, offered(preview["templates"]), FormProblems(), _email_html(preview))
+
+
+def _email_html(preview: dict[str, Any]) -> str:
+    return (preview.get("email") or {}).get("html", "")
 
 
 def composer(
     request: Request,
     form: BroadcastForm,
-    preview: dict[str, Any] | None,
-    templates: list[dict[str, Any]],
+    shown: Previewed,
     problems: FormProblems,
-    preview_problems: FormProblems,
     *,
     status: int = 200,
 ) -> Response:
-    return office_render(
+    answer = office_render(
         request,
         "office/alerts/compose.html",
         {
             "form": form,
-            "preview": preview,
-            "templates": templates,
+            "preview": shown.preview,
+            "templates": shown.templates,
             "problems": problems,
             "preview_problem": " ".join(
-                [*preview_problems.general, *preview_problems.by_field.values()]
+                [*shown.problems.general, *shown.problems.by_field.values()]
             ),
             "topics": TOPICS,
             "channels": CHANNELS,
         },
         status=status,
     )
+    if policy := email_frame.policy_for(shown.email_html):
+        answer.headers["content-security-policy"] = policy
+    return answer
 
 
 async def compose(request: Request) -> Response:
     if request.method == "GET":
         topic = request.query_params.get("topic", "")
         form = BroadcastForm(topic=topic if topic in TOPICS else "")
-        preview, templates, preview_problems = await previewed(request, form)
-        return composer(request, form, preview, templates, FormProblems(), preview_problems)
+        return composer(request, form, await previewed(request, form), FormProblems())
     form_data = await request.form()
     check_csrf(request, form_data)
     form = BroadcastForm.read(form_data)
-    preview, templates, preview_problems = await previewed(request, form)
-    if form.template and form.template not in {t["template"] for t in templates}:
+    shown = await previewed(request, form)
+    if form.template and form.template not in {t["template"] for t in shown.templates}:
         form.template = ""
     if form_data.get("action") != "send":  # the Preview button: the page again, previewed
-        return composer(request, form, preview, templates, FormProblems(), preview_problems)
+        return composer(request, form, shown, FormProblems())
     problems = form.problems()
     if problems:
-        return composer(request, form, preview, templates, problems, preview_problems, status=400)
+        return composer(request, form, shown, problems, status=400)
     try:
         sent = await ask(request, form.send_command(), id=form.sending_id)
     except CommandFailed as refused:
@@ -332,7 +344,7 @@ async def compose(request: Request) -> Response:
         on_field(problems, BroadcastForm.form_field(refused.error.field), refused.error.message)
         # That command was answered; the message put right is a new one.
         form.sending_id = str(uuid.uuid4())
-        return composer(request, form, preview, templates, problems, preview_problems, status=409)
+        return composer(request, form, shown, problems, status=409)
     return redirect(f"/office/alerts/broadcasts/{sent['broadcast_id']}")
 
 
@@ -345,13 +357,13 @@ async def preview_json(request: Request) -> Response:
         return Response(status_code=400)
     check_csrf(request, form_data)
     form = BroadcastForm.read(form_data)
-    preview, _, preview_problems = await previewed(request, form)
-    problem = " ".join([*preview_problems.general, *preview_problems.by_field.values()])
+    shown = await previewed(request, form)
+    problem = " ".join([*shown.problems.general, *shown.problems.by_field.values()])
     parts = request.app.state.pages.env.get_template("office/alerts/_preview.html").module
     return JSONResponse(
         {
-            "count": str(parts.sms_count(preview, problem)).strip(),
-            "preview": str(parts.panel(preview, problem, form)).strip(),
+            "count": str(parts.sms_count(shown.preview, problem)).strip(),
+            "preview": str(parts.panel(shown.preview, problem, form)).strip(),
         }
     )
 
