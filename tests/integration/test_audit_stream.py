@@ -33,11 +33,11 @@ from contracts.system_v1 import (
     replay_subject,
 )
 from kernel.audit import REQUEST_ID_HEADER
+from kernel.audit_log import records
 from kernel.commands import request, request_raw
 from kernel.settings import Settings
 from tests.conftest import Mailbox, eventually
 from tests.stack import join, stack
-from vestry.cli_audit import records
 from vestry.demo_invoicing import current_financial_year
 
 JOINING = ("join_member", "import_members")

@@ -40,7 +40,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from contracts import Envelope
 from contracts.system_v1 import SERVICES, health_subject
-from kernel import audit
+from kernel import audit, audit_log
 from kernel.personal import KEYS_STREAM
 from kernel.runtime import Service
 from kernel.settings import Settings
@@ -367,12 +367,17 @@ async def test_web_user_sends_only_the_site_commands(cluster: Cluster) -> None:
         )
         stored = await observer.jetstream(timeout=5).get_last_msg(OPS_STREAM, "ops.action.recorded")
         assert Envelope.from_bytes(stored.data or b"").id == record.id
+        # The audit log page reads it back, record by record.
+        shown, _ = await audit_log.page_of_records(wjs, limit=5)
+        assert [row["id"] for row in shown] == [record.id]
 
         refusals = [
             "events.booking.confirmed",
             "subscriptions.cmd.reissue_invoice",  # a command no page sends
             "events.cmd.replay",  # the office redrives, but never replays or rebuilds
             "$JS.API.STREAM.INFO.EVENTS",
+            "$JS.API.STREAM.MSG.GET.EVENTS",  # OPS is the one stream it reads
+            "$JS.API.STREAM.MSG.DELETE.OPS",  # and never changes
             "ops.action.purge",  # the contract's subject only
         ]
         await refused(*(ask(web, subject, b"{}") for subject in refusals))

@@ -386,18 +386,19 @@ WEB_RECORDS = {
     ActionRecorded.SUBJECT,
     f"$JS.API.STREAM.INFO.{OPS_STREAM}",
     f"$JS.API.STREAM.CREATE.{OPS_STREAM}",
+    f"$JS.API.STREAM.MSG.GET.{OPS_STREAM}",  # the audit log page reads OPS back
 }
 
 
 def test_web_user_sends_only_the_commands_the_site_sends() -> None:
     """The door owns no stream: the commands its pages send, its health, the records of
-    staff changes, nothing else."""
+    staff changes and the audit log read back, nothing else."""
     allowed = permissions("web")
     wanted = web_commands() | WEB_RECORDS
     assert allowed["publish"] == wanted, sorted(allowed["publish"] ^ wanted)
     assert {"events.cmd.book", "notifications.cmd.unsubscribe"} <= allowed["publish"]
     # ... the operator's pages: each service lists its own dead letters and takes them
-    # back; the site reads no stream itself, and never asks for a replay or a rebuild
+    # back; the site reads no stream but OPS, and never asks for a replay or a rebuild
     for service in SERVICES:
         assert {dead_letters_subject(service), redrive_subject(service)} <= allowed["publish"]
         assert not {replay_subject(service), rebuild_subject(service)} & allowed["publish"]

@@ -5,26 +5,31 @@ service itself, once even when the command is sent again."""
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from nats.aio.client import Client
 
 from contracts import Envelope
 from contracts.envelope import Actor
 from contracts.events_v1 import CancelEvent, PublishEvent, UpdateEvent
+from kernel.audit_log import records
 from kernel.commands import request, request_raw
 from kernel.settings import Settings
+from services.web.office import operations
 from services.web.office.commands import DisableStaff, SetStaffRoles
 from tests.conftest import eventually
 from tests.events_support import EVENT_DAY, event_command
 from tests.integration.test_audit_stream import two_invoices
 from tests.web.test_office_access import add_staff, staff_client
 from tests.web_support import form_token, running_site
-from vestry.cli_audit import records
 from vestry.demo_invoicing import current_financial_year
 
 FIONA = "fiona.finance@partnership.example.org"
+OLIVER = "oliver.operator@partnership.example.org"
 JOINING = ("join_member", "import_members")
 
 
@@ -172,3 +177,66 @@ async def test_an_events_officers_create_publish_move_and_cancel_are_each_record
         for row in log
     )
     assert log[2]["filters"]["changed"] == ["booking_closes_at", "ends_at", "starts_at"]
+
+
+async def test_the_operator_reads_the_log_on_its_page_by_action_by_person_and_page_by_page(
+    settings: Settings, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(operations, "AUDIT_PAGE", 2)
+    async with running_site(settings) as site:
+        await add_staff(nc, FIONA, "finance")
+        await add_staff(nc, OLIVER, "operator")
+        for roles in (["finance", "comms"], ["finance"], ["finance", "events"]):
+            await request(nc, SetStaffRoles(staff=FIONA, roles=roles))  # type: ignore[arg-type]
+        log = await audit_log(nc, 5)
+        newest_first = [row["action"] for row in log[::-1]]
+        async with staff_client(site, OLIVER) as oliver:
+            first = await oliver.get("/office/operations/audit")
+            assert first.status_code == 200
+            assert actions_on(first.text) == newest_first[:2]
+            assert "development" in first.text  # who: `vestry staff` here runs without users
+            older = re.search(r'href="(/office/operations/audit\?before=\d+)"', first.text)
+            assert older is not None
+            second = await oliver.get(html.unescape(older[1]))
+            assert actions_on(second.text) == newest_first[2:4]
+            assert "Latest actions" in second.text
+
+            only_adds = await oliver.get("/office/operations/audit", params={"action": "staff_add"})
+            assert actions_on(only_adds.text) == ["staff_add", "staff_add"]
+            # A search reads so many records a page, then offers to look further back.
+            monkeypatch.setattr(operations, "AUDIT_EXAMINED", 3)
+            searched = await oliver.get("/office/operations/audit", params={"action": "staff_add"})
+            assert actions_on(searched.text) == []  # the three role changes, newest
+            further = re.search(
+                r'href="(/office/operations/audit\?[^"]*before=\d+)"', searched.text
+            )
+            assert further is not None and "action=staff_add" in further[1]
+            found = await oliver.get(html.unescape(further[1]))
+            assert actions_on(found.text) == ["staff_add", "staff_add"]
+            assert "Older actions" not in found.text  # the first record was among them
+            monkeypatch.setattr(operations, "AUDIT_EXAMINED", 2_000)
+            nobody = await oliver.get("/office/operations/audit", params={"by": "Nobody Known"})
+            assert actions_on(nobody.text) == [] and "No action recorded matches" in nobody.text
+            # What a stranger might put in the address: read as text, never as HTML.
+            for query in (
+                {"before": "-1"},
+                {"before": "9" * 40},
+                {"before": "abc"},
+                {"action": "<script>alert(1)</script>"},
+                {"by": "\x00\x1b[31m" + "x" * 5_000},
+            ):
+                odd = await oliver.get("/office/operations/audit", params=query)
+                assert odd.status_code == 200, query
+                assert "<script>alert(1)</script>" not in odd.text
+        async with staff_client(site, FIONA) as fiona:  # finance: not an operator
+            assert (await fiona.get("/office/operations/audit")).status_code == 403
+
+
+def actions_on(page: str) -> list[str]:
+    """The actions in the audit page's table, top to bottom."""
+    table = re.search(r'<table[^>]*id="audit".*?</table>', page, re.S)
+    if table is None:
+        return []
+    rows = re.findall(r"<tr class=\"govuk-table__row\">(.*?)</tr>", table[0], re.S)[1:]
+    cells = [re.findall(r"<t[dh][^>]*>\s*(.*?)\s*</t[dh]>", row, re.S) for row in rows]
+    return [html.unescape(row[1]) for row in cells]

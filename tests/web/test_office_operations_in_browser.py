@@ -231,6 +231,8 @@ async def pages_of_the_operator_and_finance(site: Site, nc: Client) -> list[str]
         "/office/operations",
         "/office/operations/dead-letters",
         f"/office/operations/dead-letters/events/{letter.sequence}",
+        "/office/operations/audit",  # the join, the run and the staff accounts
+        "/office/operations/audit?action=no_such_action",
         "/office/members",
         "/office/members/new",
         "/office/members/import",

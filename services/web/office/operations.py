@@ -1,14 +1,17 @@
 """Operations: each service's health (its unsent facts, the work it owes, its consumers'
-lag), the dead letters listed and shown, and one sent back to the service it failed in.
-The operator's pages. The site reads no stream: each service answers for its own
-consumers and dead letters, and redrives its own (``<service>.cmd.health``,
-``.dead_letters``, ``.redrive``), and records a redrive in the audit stream with the
-staff member the request names."""
+lag), the dead letters listed and shown, one sent back to the service it failed in, and
+the audit log. The operator's pages. Each service answers for its own consumers and
+dead letters, and redrives its own (``<service>.cmd.health``, ``.dead_letters``,
+``.redrive``), and records a redrive in the audit stream with the staff member the
+request names. The audit stream belongs to no service: the site reads it as
+``vestry audit`` does, record by record, and never changes it (OPS is append-only)."""
 
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlencode
 
+import nats.errors
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +24,7 @@ from contracts.system_v1 import (
     dead_letters_subject,
     redrive_subject,
 )
+from kernel.audit_log import brief, page_of_records
 from services.web.office.door import office_render, page, redirect, refusal
 from services.web.office.service_reports import letters_of, operate, service_health
 from services.web.security import check_csrf
@@ -29,6 +33,10 @@ OPERATOR = ("operator",)
 LETTERS_PAGE = 100
 # A redrive applies the letter through the service's own path: longer than a page waits.
 REDRIVE_TIMEOUT_S = 30.0
+AUDIT_PAGE = 50
+# The most records one audit page reads looking for matches; the next page goes on.
+AUDIT_EXAMINED = 2_000
+AUDIT_TIMEOUT_S = 5.0
 OUTCOMES = {
     "applied": "The dead letter was applied: it has left the dead letters.",
     "skipped": "The message had been handled since: it has left the dead letters.",
@@ -146,8 +154,58 @@ def outcome_of(report: RedriveReport) -> str:
     return "not_found"
 
 
+async def audit(request: Request) -> Response:
+    """The audit log, newest first, a page at a time, by action and by who did it."""
+    query = request.query_params
+    action = _plain(query.get("action", ""), 64)
+    by = _plain(query.get("by", ""), 200)
+    raw = query.get("before", "")
+    before = int(raw) if raw.isdigit() and len(raw) < 19 and int(raw) > 0 else None
+    js = request.app.state.nats.jetstream(timeout=AUDIT_TIMEOUT_S)
+    try:
+        rows, older = await page_of_records(
+            js,
+            before=before,
+            action=action or None,
+            by=by or None,
+            limit=AUDIT_PAGE,
+            examine=AUDIT_EXAMINED,
+        )
+    except (nats.errors.Error, TimeoutError):
+        rows, older, unreachable = [], None, True
+    else:
+        unreachable = False
+    for row in rows:
+        row["result_text"] = brief(row["result"])
+    kept = {key: value for key, value in (("action", action), ("by", by)) if value}
+    return office_render(
+        request,
+        "office/operations/audit.html",
+        {
+            "rows": rows,
+            "action": action,
+            "by": by,
+            "before": before,
+            "unreachable": unreachable,
+            "older_page": _audit_page({**kept, "before": older}) if older else None,
+            "latest_page": _audit_page(kept) if before else None,
+        },
+        status=503 if unreachable else 200,
+    )
+
+
+def _plain(value: str, most: int) -> str:
+    """A search term as typed: printable characters only, trimmed, at most ``most``."""
+    return "".join(c for c in value if c.isprintable()).strip()[:most]
+
+
+def _audit_page(query: dict[str, object]) -> str:
+    return "/office/operations/audit" + (f"?{urlencode(query)}" if query else "")
+
+
 routes = [
     page("/operations", operations, roles=OPERATOR, name="operations"),
+    page("/operations/audit", audit, roles=OPERATOR, name="audit"),
     page("/operations/dead-letters", dead_letters, roles=OPERATOR, name="dead_letters"),
     page(
         "/operations/dead-letters/{service}/{sequence}",
