@@ -17,16 +17,19 @@ import uvicorn
 from aiosmtpd.controller import Controller
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from contracts import Envelope
+from kernel import migrations
 from kernel.runtime import Service
 from kernel.settings import Settings
 from services.notifications import store
+from services.notifications.app import MIGRATIONS
+from services.notifications.directory import contact_id_for
 from tests.sealed import opened
 from vestry.mailcapture import CaptureHandler
 from vestry.natsserver import free_port
@@ -207,3 +210,24 @@ async def stream_facts(nc: Client, stream: str, subject: str | None = None) -> l
         if subject is None or msg.subject == subject:
             found.append(await opened(nc, msg.data))
     return found
+
+
+async def subscribe_many(service: Service, count: int) -> None:
+    """``count`` people following the warp topic, put straight in the store (its
+    migrations run first, so a service started on it afterwards finds them)."""
+    await migrations.upgrade(service.engine, MIGRATIONS)
+    people = [
+        {
+            "id": contact_id_for(f"officer{n:05d}@council.example"),
+            "email": f"officer{n:05d}@council.example",
+            "name": f"Officer {n:05d}",
+            "source": "cli",
+        }
+        for n in range(count)
+    ]
+    async with service.sessions() as session, session.begin():
+        await session.execute(insert(store.Contact), people)
+        await session.execute(
+            insert(store.ContactTopic),
+            [{"contact_id": person["id"], "topic": "warp"} for person in people],
+        )

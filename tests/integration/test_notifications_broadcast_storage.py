@@ -8,19 +8,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from nats.aio.client import Client
-from sqlalchemy import MetaData, insert, select
+from sqlalchemy import MetaData, select
 
 from contracts.notifications_v1 import SendBroadcast
 from kernel.commands import request
 from kernel.runtime import Service
 from kernel.settings import Settings
-from services.notifications import store
 from services.notifications.app import create_service
 from services.notifications.directory import contact_id_for
 from services.notifications.mailer import Mailer
 from services.notifications.sender import send_due
 from tests.conftest import Mailbox, eventually
-from tests.notifications_support import quick
+from tests.notifications_support import quick, subscribe_many
 
 MARKER = "BODY-STARTS-7f3a9c"
 KB = 1024
@@ -30,25 +29,6 @@ def long_body(size: int) -> str:
     """A body of ``size`` characters that names ``MARKER`` once, at its start."""
     line = "Patch every exposed gateway before Friday; the advisory has the details.\n"
     return MARKER + "\n" + (line * (size // len(line) + 1))[: size - len(MARKER) - 1]
-
-
-async def subscribe_many(service: Service, count: int) -> None:
-    """``count`` people following the warp topic, put straight in the store."""
-    people = [
-        {
-            "id": contact_id_for(f"officer{n:05d}@council.example"),
-            "email": f"officer{n:05d}@council.example",
-            "name": f"Officer {n:05d}",
-            "source": "cli",
-        }
-        for n in range(count)
-    ]
-    async with service.sessions() as session, session.begin():
-        await session.execute(insert(store.Contact), people)
-        await session.execute(
-            insert(store.ContactTopic),
-            [{"contact_id": person["id"], "topic": "warp"} for person in people],
-        )
 
 
 async def marker_count(service: Service) -> int:
