@@ -500,13 +500,22 @@ class EventFeed(_Command):
 @register
 class EventCalendar(_Command):
     """Command: one published or cancelled event as an iCalendar file, for a person to add
-    to their calendar. Refused (``not_found``) for an unknown or draft event. Changes nothing."""
+    to their calendar; with a booking's reference, that booking's entry, under the UID its
+    invitations carry (``contracts.calendar.invitation_uid``), so a calendar holding one
+    replaces it with the other. Refused (``not_found``) for an unknown or draft event, and
+    for a reference that is not a place booked at it (a waiting-list booking has none
+    yet). Changes nothing."""
 
     TYPE: ClassVar[str] = "EventCalendar"
     VERSION: ClassVar[int] = 1
     SUBJECT: ClassVar[str] = "events.cmd.event_calendar"
 
     event_id: EventId = Field(description="Id of the event.")
+    reference: Reference | None = Field(
+        default=None,
+        description="A booking's reference: the file is that booking's entry, cancelled "
+        "if the booking is.",
+    )
 
 
 @register

@@ -9,7 +9,8 @@ The events service gives every calendar entry the *event's* UID, the one its pub
 feed and ``/events/{id}.ics`` keep. An invitation is one booking's, though: a
 person who cancels and books again holds two bookings, and a CANCEL of the first
 must not hide the second. So each booking's invitations carry a UID of their own,
-derived from the event's UID and the booking's reference (``invitation_uid``), and
+derived from the event's UID and the booking's reference
+(``contracts.calendar.invitation_uid``, which the booker's own page shares), and
 the event's SEQUENCE, which the events service only ever raises: a change raises
 it for the event, and a booker's cancellation sends it one above the event's, so
 a CANCEL always outranks every REQUEST sent for that booking.
@@ -17,7 +18,6 @@ a CANCEL always outranks every REQUEST sent for that booking.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -43,20 +43,6 @@ def organizer_of(mail_from: str, partnership_name: str) -> Party:
     """The partnership as organiser: the address its mail comes from, under its name."""
     display, address = parseaddr(mail_from)
     return Party(name=partnership_name or display, email=address)
-
-
-def invitation_uid(event_uid: str, reference: str) -> str:
-    """One booking's UID: stable for the booking, distinct from the event's and from every
-    other booking's (the same person booking again gets another).
-
-    The reference is digested, not spelt out: it is half of what opens the booker's own
-    page, and calendars get shared.
-    """
-    digest = hashlib.sha256(f"{event_uid}\n{reference.strip().upper()}".encode()).hexdigest()
-    local, at, domain = event_uid.rpartition("@")
-    if not at:
-        local, domain = event_uid, ""
-    return f"{local}-booking-{digest[:20]}" + (f"@{domain}" if domain else "")
 
 
 def calendar_attachment(

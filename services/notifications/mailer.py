@@ -12,11 +12,11 @@ from typing import Any
 
 import aiosmtplib
 
+from contracts.calendar import invitation_uid
 from kernel.settings import Settings
 from services.notifications.calendar import (
     Party,
     calendar_attachment,
-    invitation_uid,
     organizer_of,
 )
 from services.notifications.documents import Document

@@ -137,6 +137,11 @@ async def test_a_booker_who_cancels_and_books_again_ends_with_the_event_live_in_
         sent = await mails(mailbox, 8, "two reminders")
         one = await request(nc, EventCalendar(event_id=event_id))
         feed = await request(nc, EventFeed(format="ics"))
+        # What Ann's own booking page offers for each of her bookings.
+        first_file, again_file = [
+            await request(nc, EventCalendar(event_id=event_id, reference=r["reference"]))
+            for r in (first, again)
+        ]
 
     sent_first = [(m.to, m.subject.split(":")[0]) for m in sent[:4]]
     # The two first confirmations go out together, in either order.
@@ -168,6 +173,27 @@ async def test_a_booker_who_cancels_and_books_again_ends_with_the_event_live_in_
         assert live["location"] == "Bolton Town Hall"
         assert live["attendees"][0]["cn"] == name and live["attendees"][0]["partstat"] == "ACCEPTED"
     assert len(calendars(read)[ANN].entries) == 2  # the cancelled one stays cancelled
+
+    # The booking's own file (the booker's page) is its invitations' entry: same UID and
+    # never a lower SEQUENCE, so adding it beside them makes no second entry. A cancelled
+    # booking's is one above the event's today (the move raised it), as its CANCEL was.
+    [cancelled_file] = with_vobject(first_file["content"])["events"]
+    [live_file] = with_vobject(again_file["content"])["events"]
+    assert (cancelled_file["uid"], cancelled_file["status"], cancelled_file["sequence"]) == (
+        ann_uids[0],
+        "CANCELLED",
+        2,
+    )
+    assert (live_file["uid"], live_file["status"], live_file["sequence"]) == (
+        ann_uids[1],
+        "CONFIRMED",
+        1,
+    )
+    assert live_file["dtstart"] == "2027-02-11T11:00:00Z"
+    ann = calendars(read)[ANN]
+    for added in (live_file, cancelled_file):
+        ann.receive("CANCEL" if added["status"] == "CANCELLED" else "REQUEST", added)
+    assert len(ann.entries) == 2 and [e["uid"] for e in ann.live()] == [ann_uids[1]]
 
     # The change in words, without the fields' names.
     for mail in (m for m in sent if m.subject.startswith("Changed")):

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contracts.calendar import invitation_uid
 from contracts.events_v1 import CalendarEntry, Schedule
 from kernel.settings import Settings
-from services.notifications.calendar import Party, calendar_attachment, invitation_uid
+from services.notifications.calendar import Party, calendar_attachment
 from services.notifications.catalogue import MESSAGE_TYPES
 from services.notifications.handlers.facts import what_changed
 from services.notifications.mailer import CALENDAR_ATTACHED, CALENDAR_CANCELLED, Mailer

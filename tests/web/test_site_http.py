@@ -4,6 +4,7 @@ do, and what each refusal looks like. (The browser tests drive the same pages.)"
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from kernel import links
 from kernel.commands import request
 from kernel.settings import Settings
 from services.events.store import Booking
+from tests.conftest import Mailbox, eventually
+from tests.itip_support import invitations
 from tests.web_support import Site, form_token, running_site, site_settings, soon, upcoming_event
 
 PERSON = {"name": "Priya Shah", "email": "priya.shah@wigan.example.gov.uk"}
@@ -192,6 +195,46 @@ async def test_the_manage_link_opens_one_booking_and_a_changed_link_is_refused(
         assert cancel.status_code == 400
         shown = await request(nc, ShowEvent(event_id=event_id))
         assert shown["confirmed"] == 2
+
+
+async def test_a_bookings_calendar_file_is_its_invitations_entry_and_a_waiting_place_has_none(
+    settings: Settings, nc: Client, mailbox: Mailbox
+) -> None:
+    """The answer page and the booker's page offer the booking's own entry, under the UID
+    its emailed invitation carries: added beside it, the calendar still holds one."""
+    async with (
+        running_site(settings) as site,
+        httpx.AsyncClient(base_url=site.url, timeout=30) as client,
+    ):
+        event_id = await upcoming_event(nc, capacity=1)
+        booked = await book(client, event_id, **PERSON)
+        answer = await client.get(booked.headers["location"])
+        offered = re.search(r'href="(/bookings/[^"]+/calendar\.ics\?s=[^"]+)"', answer.text)
+        assert offered is not None, "the answer page offers the booking's calendar entry"
+        from_page = await client.get(html.unescape(offered[1]))
+        assert from_page.status_code == 200
+        assert from_page.headers["content-type"].startswith("text/calendar")
+        [entry] = vobject.readOne(from_page.text).vevent_list
+        [mail] = await eventually(lambda: mailbox.mails() or None, what="the confirmation")
+        [invitation] = invitations(mail.message)
+        [invited] = vobject.readOne(invitation.text).vevent_list
+        assert entry.uid.value == invited.uid.value != f"{event_id}@events.vestry"
+        assert int(entry.sequence.value) >= int(invited.sequence.value)
+        reference = urlsplit(booked.headers["location"]).path.rsplit("/", 1)[1]
+        manage = await client.get(links.booking_url("", settings.link_secret, reference))
+        assert html.unescape(offered[1]) in html.unescape(manage.text)
+
+        # Full: the next booker waits, and has no calendar entry until a place comes free.
+        waiting = await book(client, event_id, name="Sam", email="sam@bolton.example.gov.uk")
+        waiting_reference = urlsplit(waiting.headers["location"]).path.rsplit("/", 1)[1]
+        waiting_page = await client.get(waiting.headers["location"])
+        assert "calendar.ics" not in waiting_page.text
+        signature = links.signature(settings.link_secret, "booking", waiting_reference)
+        none_yet = await client.get(f"/bookings/{waiting_reference}/calendar.ics?s={signature}")
+        assert none_yet.status_code == 404 and "until it has a place" in none_yet.text
+        # Another booking's signature opens nothing.
+        borrowed = await client.get(f"/bookings/{reference}/calendar.ics?s={signature}")
+        assert borrowed.status_code == 400 and "BEGIN:VCALENDAR" not in borrowed.text
 
 
 async def test_the_eleventh_wrong_reference_in_a_minute_is_refused(

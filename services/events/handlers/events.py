@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from contracts.calendar import invitation_uid
 from contracts.envelope import derived_message_id
 from contracts.events_v1 import (
     CancelEvent,
@@ -306,18 +307,31 @@ class EventCommands(Places):
         }
 
     async def event_calendar(self, command: EventCalendar, ctx: CommandContext) -> dict[str, Any]:
-        """One event's calendar file: the event's own UID and SEQUENCE, as in the feed.
-
-        Bookers' invitations carry a UID per booking (see ``services.notifications.calendar``),
-        so this file, added beside one, is a second entry rather than a replacement.
+        """One event's calendar file: the event's own UID and SEQUENCE, as in the feed; or,
+        given a booking's reference, that booking's entry as its invitations carry it (their
+        UID, and a cancelled booking's SEQUENCE one above the event's, as its CANCEL was
+        sent), so that adding it beside an invitation replaces, never doubles, the entry.
         """
         event = await find_event(ctx, command.event_id)
         if event.status == "draft":
             raise Refused("not_found", f"no event {command.event_id}", "event_id")
-        content = calendar.ics([calendar_entry(event)], now=self.now())
+        entry, name = calendar_entry(event), event.id
+        if command.reference is not None:
+            booking = await store.booking_by_reference(ctx.session, command.reference)
+            if booking is None or booking.event_id != event.id or booking.status == "waitlisted":
+                raise Refused(
+                    "not_found",
+                    f"no place booked as {command.reference} at this event",
+                    "reference",
+                )
+            if booking.status == "cancelled":
+                entry = calendar_entry(event, sequence=event.sequence + 1, cancelled=True)
+            entry = entry.model_copy(update={"uid": invitation_uid(entry.uid, booking.reference)})
+            name = booking.reference
+        content = calendar.ics([entry], now=self.now())
         return {
             "media_type": "text/calendar",
-            "filename": f"{event.id}.ics",
+            "filename": f"{name}.ics",
             "content": content.decode(),
         }
 

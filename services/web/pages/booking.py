@@ -103,7 +103,12 @@ async def booked(request: Request) -> Response:
     return render(
         request,
         "pages/events/booked.html",
-        {"booking": booking, "event": event, "manage_url": manage_url},
+        {
+            "booking": booking,
+            "event": event,
+            "manage_url": manage_url,
+            "signature": request.query_params["s"],
+        },
     )
 
 

@@ -12,12 +12,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from contracts.events_v1 import CancelBooking, ShowBooking
+from contracts.events_v1 import CancelBooking, EventCalendar, ShowBooking
 from kernel import links
-from services.web.errors import BadLink
+from services.web.errors import BadLink, NotFound
 from services.web.forms import FormProblems, LookupForm, sentence
 from services.web.gateway import CommandFailed
-from services.web.pages.events import public_event
+from services.web.pages.events import calendar_file, public_event
 from services.web.rendering import render
 from services.web.security import check_csrf, within_limit
 
@@ -56,6 +56,21 @@ async def manage(request: Request) -> Response:
             "cancelled_now": request.query_params.get("done") == "cancelled",
         },
     )
+
+
+async def calendar(request: Request) -> Response:
+    """The booking's own calendar entry, under the UID its invitations carry: added beside
+    the emailed one, it replaces it rather than making a second entry; a cancelled
+    booking's says so. A waiting-list booking has none until a place is given."""
+    reference = signed_reference(request)
+    booking, _ = await booking_and_event(request, reference)
+    try:
+        reply = await request.app.state.gateway.ask(
+            EventCalendar(event_id=booking["event_id"], reference=reference)
+        )
+    except CommandFailed:
+        raise NotFound("This booking has no calendar entry until it has a place") from None
+    return calendar_file(reply["content"], reply["filename"])
 
 
 async def cancel(request: Request) -> Response:
@@ -119,5 +134,6 @@ async def find(request: Request) -> Response:
 routes = [
     Route("/bookings", find, methods=["GET", "POST"], name="find_booking"),
     Route("/bookings/{reference}", manage, name="booking"),
+    Route("/bookings/{reference}/calendar.ics", calendar, name="booking_calendar"),
     Route("/bookings/{reference}/cancel", cancel, methods=["GET", "POST"], name="cancel_booking"),
 ]
