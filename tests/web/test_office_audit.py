@@ -86,6 +86,18 @@ async def test_a_payment_and_a_void_in_the_office_are_each_recorded_once_with_th
             )
             assert again.status_code == 409
         log = await audit_log(nc, 4)
+        # The operator's page shows who, what, when, from where and the result.
+        await add_staff(nc, OLIVER, "operator")
+        async with staff_client(site, OLIVER) as oliver:
+            page = await oliver.get("/office/operations/audit", params={"by": "Fiona"})
+        shown = audit_rows(page.text)
+        assert [(r["Action"], r["Done by"], r["From"], r["What it acted on"]) for r in shown] == [
+            ("void_invoice", "Fiona Finance", "127.0.0.1", second),
+            ("record_payment", "Fiona Finance", "127.0.0.1", first),
+        ]
+        assert all(
+            re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", r["When (UK time)"]) for r in shown
+        )
 
     assert [row["action"] for row in log] == [
         "run_invoicing",
@@ -232,11 +244,19 @@ async def test_the_operator_reads_the_log_on_its_page_by_action_by_person_and_pa
             assert (await fiona.get("/office/operations/audit")).status_code == 403
 
 
-def actions_on(page: str) -> list[str]:
-    """The actions in the audit page's table, top to bottom."""
+def audit_rows(page: str) -> list[dict[str, str]]:
+    """The audit page's table, top to bottom, each row by its column headings."""
     table = re.search(r'<table[^>]*id="audit".*?</table>', page, re.S)
     if table is None:
         return []
-    rows = re.findall(r"<tr class=\"govuk-table__row\">(.*?)</tr>", table[0], re.S)[1:]
-    cells = [re.findall(r"<t[dh][^>]*>\s*(.*?)\s*</t[dh]>", row, re.S) for row in rows]
-    return [html.unescape(row[1]) for row in cells]
+    rows = re.findall(r"<tr class=\"govuk-table__row\">(.*?)</tr>", table[0], re.S)
+    cells = [
+        [html.unescape(c) for c in re.findall(r"<t[dh][^>]*>\s*(.*?)\s*</t[dh]>", row, re.S)]
+        for row in rows
+    ]
+    return [dict(zip(cells[0], row, strict=True)) for row in cells[1:]]
+
+
+def actions_on(page: str) -> list[str]:
+    """The actions in the audit page's table, top to bottom."""
+    return [row["Action"] for row in audit_rows(page)]
