@@ -15,4 +15,5 @@ BENCHMARKS: tuple[str, ...] = (
     "broadcast",
     "web",
     "cli_start",
+    "audit_log",
 )

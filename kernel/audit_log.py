@@ -7,6 +7,7 @@ observer, the operator and the site may call) and no consumer is created. Both
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
@@ -23,6 +25,8 @@ from kernel.streams import OPS_STREAM
 
 LONDON = ZoneInfo("Europe/London")
 LONDON_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Records asked for at once, newest first.
+_WINDOW = 50
 
 
 async def records(
@@ -75,14 +79,24 @@ async def _newest_first(
     except NotFoundError:
         return
     last = state.last_seq if before is None else min(state.last_seq, before - 1)
-    for sequence in range(last, max(state.first_seq, 1) - 1, -1):
-        try:
-            stored = await js.get_msg(OPS_STREAM, seq=sequence)
-        except NotFoundError:  # a record OPS no longer holds (one from before append-only)
-            continue
-        if since is not None and stored.time is not None and stored.time < since:
-            return  # stored in time order: everything before is older still
-        yield _row(sequence, stored.data or b"")
+    sequences = range(last, max(state.first_seq, 1) - 1, -1)
+    # Asked for a window at a time, all at once: one round trip a window, not a record.
+    for start in range(0, len(sequences), _WINDOW):
+        window = sequences[start : start + _WINDOW]
+        stored = await asyncio.gather(*(_stored(js, sequence) for sequence in window))
+        for sequence, message in zip(window, stored, strict=True):
+            if message is None:  # a record OPS no longer holds (one from before append-only)
+                continue
+            if since is not None and message.time is not None and message.time < since:
+                return  # stored in time order: everything before is older still
+            yield _row(sequence, message.data or b"")
+
+
+async def _stored(js: JetStreamContext, sequence: int) -> RawStreamMsg | None:
+    try:
+        return await js.get_msg(OPS_STREAM, seq=sequence)
+    except NotFoundError:
+        return None
 
 
 def _row(sequence: int, data: bytes) -> dict[str, Any]:
