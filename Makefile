@@ -70,8 +70,9 @@ dev: install documents
 # subprocesses, so two at once roughly halve the run on two cores.
 PYTEST_WORKERS ?= 2
 
+# The slowest tests are listed at the end, to see where the run's time goes.
 test: install browser validators lint
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-unit: install documents validators
 	$(BIN)/python -m pytest -q tests/unit

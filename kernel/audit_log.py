@@ -80,7 +80,7 @@ async def _newest_first(
         return
     last = state.last_seq if before is None else min(state.last_seq, before - 1)
     sequences = range(last, max(state.first_seq, 1) - 1, -1)
-    # Asked for a window at a time, all at once: one round trip a window, not a record.
+    # A window of records asked for at once, the requests in flight together.
     for start in range(0, len(sequences), _WINDOW):
         window = sequences[start : start + _WINDOW]
         stored = await asyncio.gather(*(_stored(js, sequence) for sequence in window))
