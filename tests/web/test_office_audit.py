@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
@@ -260,3 +261,19 @@ def audit_rows(page: str) -> list[dict[str, str]]:
 def actions_on(page: str) -> list[str]:
     """The actions in the audit page's table, top to bottom."""
     return [row["Action"] for row in audit_rows(page)]
+
+
+async def test_the_audit_page_says_so_when_the_log_cannot_be_read(
+    settings: Settings, nc: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_answer(*args: Any, **kwargs: Any) -> Any:
+        raise nats.errors.TimeoutError
+
+    async with running_site(settings) as site:
+        await add_staff(nc, OLIVER, "operator")
+        monkeypatch.setattr(operations, "page_of_records", no_answer)
+        async with staff_client(site, OLIVER) as oliver:
+            page = await oliver.get("/office/operations/audit", params={"action": "void_invoice"})
+    assert page.status_code == 503
+    assert "The audit log could not be read just now" in page.text
+    assert audit_rows(page.text) == [] and "Older actions" not in page.text
