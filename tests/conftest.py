@@ -40,9 +40,18 @@ class Mailbox:
     def __init__(self, directory: Path, port: int) -> None:
         self.directory = directory
         self.port = port
+        self._read: dict[Path, mailcapture.CapturedMail] = {}
 
     def mails(self) -> list[mailcapture.CapturedMail]:
-        return mailcapture.read_mailbox(self.directory)
+        """Every captured message, oldest first. Each file is parsed once: the capture
+        writes a message whole under its name and never changes it, and a test polling
+        for mail with PDFs attached had spent most of its process's time parsing the
+        same files again (its services run in that process)."""
+        paths = sorted(self.directory.glob("*.eml"))
+        for path in paths:
+            if path not in self._read:
+                self._read[path] = mailcapture.read_mail(path)
+        return [self._read[path] for path in paths]
 
 
 @pytest.fixture

@@ -71,12 +71,14 @@ class CapturedMail:
 
 def read_mailbox(directory: Path) -> list[CapturedMail]:
     """Every captured message, oldest first."""
-    mails = []
-    for path in sorted(directory.glob("*.eml")):
-        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        mails.append(CapturedMail(path, parsed))
-    return mails
+    return [read_mail(path) for path in sorted(directory.glob("*.eml"))]
+
+
+def read_mail(path: Path) -> CapturedMail:
+    """One captured message (written whole under its name, and never changed after)."""
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return CapturedMail(path, parsed)
 
 
 def main() -> None:
