@@ -45,6 +45,24 @@ class RenderedEmail:
     html: str
 
 
+def paragraphs(text: object) -> list[list[str]]:
+    """Plain text as paragraphs of lines: a blank line (or several) ends a paragraph, a
+    single newline breaks the line. Linear in the text's length, however long it is
+    (the template had built its lists by concatenation: quadratic, 0.3 s for a 500 KB
+    body of one paragraph, for each recipient)."""
+    found: list[list[str]] = []
+    lines: list[str] = []
+    for line in str(text).splitlines():
+        if line.strip():
+            lines.append(line)
+        elif lines:
+            found.append(lines)
+            lines = []
+    if lines:
+        found.append(lines)
+    return found
+
+
 class Templates:
     def __init__(
         self,
@@ -66,6 +84,7 @@ class Templates:
         self._env.globals["booking_url"] = booking_url or _unsigned_booking_url
         # ... and pay_url(number) for the signed "pay this invoice" link.
         self._env.globals["pay_url"] = pay_url or _unsigned_pay_url
+        self._env.filters["paragraphs"] = paragraphs
 
     def names(self) -> dict[str, list[str]]:
         """Every message type found, with its channels."""
