@@ -29,7 +29,7 @@ from vestry import (
     cli_subscriptions,
 )
 from vestry.connection import NatsUnreachable, connected
-from vestry.terminal import Options, console, emit, errors, fail, options_of, run
+from vestry.terminal import Options, console, emit, errors, fail, new_table, options_of, run
 
 if TYPE_CHECKING:
     from vestry import status as status_report
@@ -215,9 +215,8 @@ async def _wait_healthy(
 
 
 def _print_listeners(stack: DevStack, status: status_report.Status) -> None:
-    from rich.table import Table
 
-    table = Table(title="Vestry is running", show_header=True)
+    table = new_table(title="Vestry is running", show_header=True)
     table.add_column("part")
     table.add_column("where")
     table.add_row("NATS (JetStream)", f"{stack.nats_url}  store {stack.data_dir / 'jetstream'}")
@@ -270,9 +269,8 @@ def status(
 
 
 def _render_status(current: status_report.Status) -> None:
-    from rich.table import Table
 
-    services = Table(title="Services")
+    services = new_table(title="Services")
     for column in ("service", "state", "pids", "unsent facts", "consumer", "pending", "unacked"):
         services.add_column(column)
     for service in current.services:
@@ -297,7 +295,7 @@ def _render_status(current: status_report.Status) -> None:
         for lag in lags[1:]:
             services.add_row("", "", "", "", lag.consumer, str(lag.pending), str(lag.ack_pending))
     console.print(services)
-    streams = Table(title="Streams")
+    streams = new_table(title="Streams")
     for column in ("stream", "messages", "bytes", "sequences", "consumers (pending/unacked)"):
         streams.add_column(column)
     for stream in current.streams:
@@ -453,9 +451,8 @@ def mail_ls(ctx: typer.Context) -> None:
     ]
 
     def render() -> None:
-        from rich.table import Table
 
-        table = Table(title=f"Captured mail ({len(rows)})")
+        table = new_table(title=f"Captured mail ({len(rows)})")
         for column in ("#", "to", "subject"):
             table.add_column(column)
         for row in rows:

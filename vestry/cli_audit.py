@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vestry.cli_ops import parse_time
 from vestry.connection import connected
-from vestry.terminal import console, emit, options_of, run
+from vestry.terminal import console, emit, new_table, options_of, run
 
 
 def audit(
@@ -45,7 +44,7 @@ def audit(
     def render() -> None:
         from kernel.audit_log import brief
 
-        table = Table(title=f"Audit ({len(rows)})")
+        table = new_table(title=f"Audit ({len(rows)})")
         for column in ("#", "when", "action", "by", "via", "service", "target", "result"):
             table.add_column(column)
         for row in rows:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
-from vestry.terminal import BadInput, build, console, emit, options_of, refuse, send
+from vestry.terminal import BadInput, build, console, emit, new_table, options_of, refuse, send
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from contracts.money import Money
 
 LONDON = ZoneInfo("Europe/London")
@@ -70,7 +71,7 @@ def pence(text: str, field: str) -> Money:
 
 
 def _event_table(event: dict[str, Any]) -> Table:
-    table = Table(title=f"{event['title']} ({event['event_id']})", show_header=False)
+    table = new_table(title=f"{event['title']} ({event['event_id']})", show_header=False)
     rows = [
         ("status", event["status"]),
         ("kind", event["kind"].replace("_", " ")),
@@ -290,7 +291,7 @@ def events_ls(
     reply = send(options, build(options, lambda: ListEvents(status=status, programme=programme)))  # type: ignore[arg-type]
 
     def render() -> None:
-        table = Table(title=f"Events ({len(reply['events'])})")
+        table = new_table(title=f"Events ({len(reply['events'])})")
         for column in (
             "id",
             "when (London)",
@@ -365,7 +366,7 @@ def events_report(
     report = send(options, build(options, lambda: EventReport(event_id=event_id)))
 
     def render() -> None:
-        table = Table(
+        table = new_table(
             title=f"Report: {report['event']['title']} ({report['event']['status']})",
             show_header=False,
         )
@@ -493,7 +494,7 @@ def bookings_ls(
     reply = send(options, build(options, lambda: ListBookings(event_id=event_id)))
 
     def render() -> None:
-        table = Table(title=f"Bookings: {reply['event']['title']} ({len(reply['bookings'])})")
+        table = new_table(title=f"Bookings: {reply['event']['title']} ({len(reply['bookings'])})")
         for column in (
             "#",
             "reference",

@@ -10,12 +10,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vestry.connection import connected
-from vestry.terminal import Options, build, console, emit, fail, options_of, refuse, run, send
+from vestry.terminal import (
+    Options,
+    build,
+    console,
+    emit,
+    fail,
+    new_table,
+    options_of,
+    refuse,
+    run,
+    send,
+)
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from contracts import Message
     from services.notifications.templates import Templates
 
@@ -44,7 +56,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def _contact_table(contact: dict[str, Any]) -> Table:
-    table = Table(title=f"{contact['email']} ({contact['contact_id']})", show_header=False)
+    table = new_table(title=f"{contact['email']} ({contact['contact_id']})", show_header=False)
     for name, value in (
         ("name", contact["name"] or "-"),
         ("organisation", contact["organisation"] or "-"),
@@ -127,7 +139,7 @@ def contacts_ls(
     contacts = run(options, every_page())
 
     def render() -> None:
-        table = Table(title=f"Contacts ({len(contacts)})")
+        table = new_table(title=f"Contacts ({len(contacts)})")
         for column in ("email", "name", "mobile", "email", "SMS", "topics"):
             table.add_column(column)
         for c in contacts:
@@ -156,7 +168,7 @@ def contacts_show(
 
     def render() -> None:
         console.print(_contact_table(found))
-        table = Table(title="Latest deliveries")
+        table = new_table(title="Latest deliveries")
         for column in ("template", "channel", "status", "attempts", "when", "error"):
             table.add_column(column)
         for d in found["deliveries"]:
@@ -362,7 +374,7 @@ def templates_ls(ctx: typer.Context) -> None:
     ]
 
     def render() -> None:
-        table = Table(title=f"Templates ({len(rows)})")
+        table = new_table(title=f"Templates ({len(rows)})")
         for column in ("template", "channels", "what"):
             table.add_column(column)
         for row in rows:
@@ -460,7 +472,7 @@ def sms_ls(ctx: typer.Context) -> None:
     ]
 
     def render() -> None:
-        table = Table(title=f"Captured SMS ({len(rows)})")
+        table = new_table(title=f"Captured SMS ({len(rows)})")
         for column in ("#", "to", "parts", "text"):
             table.add_column(column)
         for row in rows:

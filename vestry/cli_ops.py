@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from vestry.connection import connected
-from vestry.terminal import Options, console, emit, fail, options_of, refuse, run
+from vestry.terminal import Options, console, emit, fail, new_table, options_of, refuse, run
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -54,7 +53,7 @@ def streams(ctx: typer.Context) -> None:
     rows = run(options, gather())
 
     def render() -> None:
-        table = Table(title="Streams")
+        table = new_table(title="Streams")
         for column in ("stream", "subjects", "messages", "bytes", "first", "last"):
             table.add_column(column)
         for row in rows:
@@ -67,7 +66,7 @@ def streams(ctx: typer.Context) -> None:
                 f"#{row['last_seq']} {row['last_ts'] or ''}",
             )
         console.print(table)
-        consumers = Table(title="Consumers")
+        consumers = new_table(title="Consumers")
         for column in ("stream", "consumer", "pending", "waiting for ack", "redelivered"):
             consumers.add_column(column)
         for row in rows:
@@ -335,7 +334,7 @@ def _render_replay(report: ReplayReport) -> None:
     if not report.matched:
         console.print(f"[yellow]No message in {report.stream} matches: nothing replayed.[/]")
         return
-    table = Table(
+    table = new_table(
         title=f"{'Dry run: ' if report.dry_run else ''}{report.stream} → {report.service}"
     )
     table.add_column("type")
@@ -373,7 +372,7 @@ def rebuild(
     report = run(options, _rebuild(options, service))
 
     def render() -> None:
-        table = Table(title=f"Rebuilt {service}")
+        table = new_table(title=f"Rebuilt {service}")
         for column in ("table", "rows before", "rows after"):
             table.add_column(column)
         for name, before in report.rows_before.items():
@@ -421,7 +420,7 @@ def dlq_ls(ctx: typer.Context) -> None:
     rows = [_letter_row(letter) for letter in letters]
 
     def render() -> None:
-        table = Table(title=f"Dead letters ({len(rows)})")
+        table = new_table(title=f"Dead letters ({len(rows)})")
         for column in ("id", "failed at", "service", "from", "kind", "tries", "error"):
             table.add_column(column)
         for row in rows:

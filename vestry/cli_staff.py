@@ -13,10 +13,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vestry import terminal
-from vestry.terminal import console, emit, options_of, send
+from vestry.terminal import console, emit, new_table, options_of, send
 
 staff_app = typer.Typer(no_args_is_help=True, help="Staff accounts for the back office.")
 
@@ -83,7 +82,7 @@ def ls(ctx: typer.Context) -> None:
     staff = send(options, ListStaff(), timeout=10)["staff"]
 
     def render() -> None:
-        table = Table(title=f"Staff accounts ({len(staff)})")
+        table = new_table(title=f"Staff accounts ({len(staff)})")
         for column in ("email", "name", "roles", "state", "last sign-in (UTC)", "sessions"):
             table.add_column(column)
         for account in staff:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from vestry import terminal
 from vestry.connection import connected
-from vestry.terminal import Options, console, emit, fail, options_of, refuse, run, send
+from vestry.terminal import Options, console, emit, fail, new_table, options_of, refuse, run, send
 
 if TYPE_CHECKING:
     from contracts.subscriptions_v1 import JoinMember, RunInvoicing
@@ -196,7 +195,7 @@ def members_ls(
     reply = send(options, build(options, ListMembers, tier=tier), timeout=10)
 
     def render() -> None:
-        table = Table(title=f"Members ({len(reply['members'])})")
+        table = new_table(title=f"Members ({len(reply['members'])})")
         for column in ("name", "tier", "billing email", "from", "to"):
             table.add_column(column)
         for m in reply["members"]:
@@ -266,7 +265,7 @@ def members_statement(
 
     def render() -> None:
         console.print(f"[bold]Statement of account: {statement['name']}[/] as at {statement['on']}")
-        table = Table()
+        table = new_table()
         for column in ("date", "document", "details"):
             table.add_column(column)
         for column in ("charged", "credited or paid", "balance"):
@@ -477,7 +476,7 @@ async def _follow_run(options: Options, command: RunInvoicing) -> dict[str, Any]
 
 
 def _preview_table(preview: dict[str, Any]) -> None:
-    table = Table(title=f"Dry run: invoicing {preview['year']} (nothing issued)")
+    table = new_table(title=f"Dry run: invoicing {preview['year']} (nothing issued)")
     for column in ("tier", "members", "net", "VAT", "gross"):
         table.add_column(column, justify="right" if column != "tier" else "left")
     for t in preview["tiers"]:
@@ -505,7 +504,7 @@ def _run_summary(record: dict[str, Any]) -> None:
 
 
 def _runs_table(runs: list[dict[str, Any]]) -> None:
-    table = Table(title="Invoicing runs")
+    table = new_table(title="Invoicing runs")
     for column in (
         "run",
         "year",
@@ -537,7 +536,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> None:
 
 
 def _invoice_table(invoices: list[dict[str, Any]], title: str) -> None:
-    table = Table(title=f"{title} ({len(invoices)})")
+    table = new_table(title=f"{title} ({len(invoices)})")
     table.add_column("number", no_wrap=True)
     table.add_column("billed")
     for column in ("year", "issued", "due", "gross", "outstanding", "status"):
@@ -615,7 +614,7 @@ def invoices_show(
             + (f", due {document['due_on']}" if document["due_on"] else "")
             + f"; {document['status'].replace('_', ' ')}"
         )
-        table = Table()
+        table = new_table()
         for column in ("description", "net", "VAT", "gross"):
             table.add_column(column)
         for line in document["lines"]:
@@ -654,7 +653,7 @@ def invoices_summary(
     summary = send(options, build(options, InvoiceSummary, year=year, on=on), timeout=10)
 
     def render() -> None:
-        table = Table(title=f"Financial year {year} as at {summary['on']}")
+        table = new_table(title=f"Financial year {year} as at {summary['on']}")
         figures = ("net", "vat", "billed", "credited", "paid", "outstanding")
         table.add_column("tier")
         table.add_column("invoices", justify="right")
@@ -671,7 +670,7 @@ def invoices_summary(
 
 
 def _aged_table(aged: dict[str, int], outstanding: int) -> None:
-    table = Table(title="Outstanding by age (days past due)")
+    table = new_table(title="Outstanding by age (days past due)")
     for bucket in aged:
         table.add_column(bucket.replace("_", " "), justify="right")
     table.add_column("outstanding", justify="right")

@@ -15,6 +15,8 @@ from rich.console import Console
 from vestry.connection import NatsUnreachable, connected
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from contracts import Message
     from contracts.system_v1 import CommandError
     from kernel.settings import Settings
@@ -24,6 +26,14 @@ M = TypeVar("M", bound="Message")
 
 console = Console()
 errors = Console(stderr=True)
+
+
+def new_table(*args: Any, **kwargs: Any) -> Table:
+    """A Rich table, its module loaded only when a command draws one (not at start-up,
+    and not for ``--json``)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
 
 
 @dataclass(frozen=True)
