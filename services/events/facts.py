@@ -37,6 +37,14 @@ def calendar_entry(
     )
 
 
+def cancelled_booking_entry(event: Event) -> CalendarEntry:
+    """A cancelled booking's entry: one above every REQUEST its invitation was sent with
+    (each carried the event's SEQUENCE of its day, never above today's). The event itself
+    has not changed, so its own SEQUENCE stays; a rebooking is another booking, with an
+    invitation UID of its own (``contracts.calendar.invitation_uid``)."""
+    return calendar_entry(event, sequence=event.sequence + 1, cancelled=True)
+
+
 def booker(booking: Booking | NewBooking) -> Booker:
     # Built without validating again: every field was validated when the booking was
     # made (BookPlace: the email as an EmailStr, the phone to E.164), and checking the

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, ImmutableMultiDict
 
 from contracts.events_v1 import BookPlace, Channel
 
@@ -41,8 +41,11 @@ class FormProblems:
         return [{"text": text} for text in self.general] + items
 
 
-def text_value(form: FormData, name: str, max_length: int) -> tuple[str, str | None]:
-    """The field's text, trimmed, and a problem with its shape if it has one."""
+def text_value(
+    form: ImmutableMultiDict[str, Any], name: str, max_length: int
+) -> tuple[str, str | None]:
+    """The field's text (of a form, or of an address's query), trimmed, and a problem
+    with its shape if it has one."""
     raw = form.get(name)
     value = raw if isinstance(raw, str) else ""
     if CONTROL.search(value):

@@ -21,7 +21,12 @@ from contracts.events_v1 import (
 )
 from kernel.commands import BatchAnswer, CommandContext, Refused
 from services.events import domain, store
-from services.events.facts import booking_fields, booking_view, calendar_entry, event_view
+from services.events.facts import (
+    booking_fields,
+    booking_view,
+    cancelled_booking_entry,
+    event_view,
+)
 from services.events.handlers.places import (
     Places,
     attendance_recorded,
@@ -214,11 +219,7 @@ class BookingCommands(Places):
             event,
             now=now,
             reason="booker",
-            # One above every REQUEST this booking's invitation was sent with (each carried
-            # the event's SEQUENCE of its day, never above today's). The event itself has
-            # not changed, so its own SEQUENCE stays; a rebooking is another booking, with
-            # an invitation UID of its own (services.notifications.calendar).
-            entry=calendar_entry(event, sequence=event.sequence + 1, cancelled=True),
+            entry=cancelled_booking_entry(event),
         )
         await store.void_pending_reminders(ctx.session, booking_id=booking.id)
         promoted: list[str] = []

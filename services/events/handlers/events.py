@@ -25,7 +25,13 @@ from contracts.events_v1 import (
 )
 from kernel.commands import CommandContext, Refused
 from services.events import calendar, domain, store
-from services.events.facts import attendee, calendar_entry, event_view, pence
+from services.events.facts import (
+    attendee,
+    calendar_entry,
+    cancelled_booking_entry,
+    event_view,
+    pence,
+)
 from services.events.handlers.places import (
     Places,
     cancel_one,
@@ -325,7 +331,7 @@ class EventCommands(Places):
                     "reference",
                 )
             if booking.status == "cancelled":
-                entry = calendar_entry(event, sequence=event.sequence + 1, cancelled=True)
+                entry = cancelled_booking_entry(event)
             entry = entry.model_copy(update={"uid": invitation_uid(entry.uid, booking.reference)})
             name = booking.reference
         content = calendar.ics([entry], now=self.now())

@@ -25,6 +25,7 @@ from contracts.system_v1 import (
     redrive_subject,
 )
 from kernel.audit_log import brief, page_of_records
+from services.web.forms import text_value
 from services.web.office.door import office_render, page, redirect, refusal
 from services.web.office.service_reports import letters_of, operate, service_health
 from services.web.security import check_csrf
@@ -157,8 +158,8 @@ def outcome_of(report: RedriveReport) -> str:
 async def audit(request: Request) -> Response:
     """The audit log, newest first, a page at a time, by action and by who did it."""
     query = request.query_params
-    action = _plain(query.get("action", ""), 64)
-    by = _plain(query.get("by", ""), 200)
+    action, _ = text_value(query, "action", 64)
+    by, _ = text_value(query, "by", 200)
     raw = query.get("before", "")
     before = int(raw) if raw.isdigit() and len(raw) < 19 and int(raw) > 0 else None
     js = request.app.state.nats.jetstream(timeout=AUDIT_TIMEOUT_S)
@@ -192,11 +193,6 @@ async def audit(request: Request) -> Response:
         },
         status=503 if unreachable else 200,
     )
-
-
-def _plain(value: str, most: int) -> str:
-    """A search term as typed: printable characters only, trimmed, at most ``most``."""
-    return "".join(c for c in value if c.isprintable()).strip()[:most]
 
 
 def _audit_page(query: dict[str, object]) -> str:

@@ -34,11 +34,15 @@ def signed_reference(request: Request) -> str:
     return reference
 
 
-async def booking_and_event(request: Request, reference: str) -> tuple[dict[str, Any], Any]:
+async def booking_of(request: Request, reference: str) -> dict[str, Any]:
     try:
-        booking = await request.app.state.gateway.ask(ShowBooking(reference=reference))
+        return await request.app.state.gateway.ask(ShowBooking(reference=reference))
     except (CommandFailed, ValidationError):
         raise BadLink() from None
+
+
+async def booking_and_event(request: Request, reference: str) -> tuple[dict[str, Any], Any]:
+    booking = await booking_of(request, reference)
     event = await public_event(request, booking["event_id"])
     return booking, event
 
@@ -63,8 +67,8 @@ async def calendar(request: Request) -> Response:
     the emailed one, it replaces it rather than making a second entry; a cancelled
     booking's says so. A waiting-list booking has none until a place is given."""
     reference = signed_reference(request)
-    booking, _ = await booking_and_event(request, reference)
-    try:
+    booking = await booking_of(request, reference)
+    try:  # the events service refuses a draft event's file itself
         reply = await request.app.state.gateway.ask(
             EventCalendar(event_id=booking["event_id"], reference=reference)
         )
